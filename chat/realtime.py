@@ -1,0 +1,57 @@
+"""The one place that talks to the channel layer.
+
+Services call :func:`broadcast_on_commit`; nothing is sent before the transaction that
+wrote the data commits, so a client never hears of a row that could still roll back.
+A lost broadcast only delays a client: every client resumes from its last sequence
+number and heartbeats tell it when it is behind.
+"""
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conv.{conversation_id}"
+
+
+def visitor_group(visitor_id: int) -> str:
+    return f"visitor.{visitor_id}"
+
+
+def workspace_agents_group(workspace_id: int) -> str:
+    return f"ws.{workspace_id}.agents"
+
+
+def workspace_visitors_group(workspace_id: int) -> str:
+    return f"ws.{workspace_id}.visitors"
+
+
+def _send(group: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, event)
+    except Exception:
+        # The data is committed; clients catch up by sequence number. Say so loudly.
+        log.exception("broadcast to %s failed (clients will resync): %s", group, event["type"])
+
+
+def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:
+    """Send ``event`` to ``group`` once the current transaction commits (at once if none)."""
+    transaction.on_commit(lambda: _send(group, event))
+
+
+async def broadcast_now(group: str, event: dict[str, Any]) -> None:
+    """Send an event that touches no data (typing) straight from a consumer."""
+    layer = get_channel_layer()
+    try:
+        await layer.group_send(group, event)
+    except Exception:
+        log.exception("broadcast to %s failed: %s", group, event["type"])

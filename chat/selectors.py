@@ -1,0 +1,78 @@
+"""Reads for chat. Every function takes the caller's scope (workspace, visitor or agent)."""
+
+import uuid
+
+from django.conf import settings
+from django.db.models import Max, QuerySet
+
+from accounts.models import AgentProfile
+
+from .models import Conversation, ConversationStatus, Message, Visitor
+from .visitor_tokens import visitor_token_valid
+
+
+def messages_qs() -> QuerySet[Message]:
+    return Message.objects.select_related("sender_agent", "attachment")
+
+
+def messages_after(
+    *, conversation_id: int, after_seq: int, limit: int | None = None
+) -> tuple[list[Message], bool]:
+    """Up to ``limit`` messages with seq > ``after_seq``, oldest first, and whether more follow."""
+    limit = limit or settings.HELPDESK_HISTORY_LIMIT
+    rows = list(
+        messages_qs()
+        .filter(conversation_id=conversation_id, seq__gt=max(after_seq, 0))
+        .order_by("seq")[: limit + 1]
+    )
+    return rows[:limit], len(rows) > limit
+
+
+def conversation_current_for_visitor(*, visitor: Visitor) -> Conversation | None:
+    """The visitor's latest conversation; a resolved one is reopened by the next message."""
+    return Conversation.objects.filter(visitor=visitor).order_by("-created_at", "-pk").first()
+
+
+def conversation_get_for_agent(*, agent: AgentProfile, conversation_id) -> Conversation | None:
+    """The conversation if it belongs to the agent's workspace, else None."""
+    try:
+        conversation_id = int(conversation_id)
+    except (TypeError, ValueError):
+        return None
+    return (
+        Conversation.objects.select_related("visitor", "assignee")
+        .filter(pk=conversation_id, workspace_id=agent.workspace_id)
+        .first()
+    )
+
+
+def conversation_list_for_agent(*, agent: AgentProfile, limit: int = 100) -> list[Conversation]:
+    """The console's list: unresolved first, then recently active."""
+    base = Conversation.objects.select_related("visitor", "assignee").filter(
+        workspace_id=agent.workspace_id
+    )
+    active = list(
+        base.exclude(status=ConversationStatus.RESOLVED).order_by("-last_message_at")[:limit]
+    )
+    rest = limit - len(active)
+    resolved = (
+        list(base.filter(status=ConversationStatus.RESOLVED).order_by("-last_message_at")[:rest])
+        if rest > 0
+        else []
+    )
+    return active + resolved
+
+
+def workspace_last_message_id(*, workspace_id: int) -> int:
+    return Message.objects.filter(workspace_id=workspace_id).aggregate(m=Max("id"))["m"] or 0
+
+
+def visitor_get_by_token(*, workspace, public_id: object, token: object) -> Visitor | None:
+    """The workspace's visitor with that public id, if the token proves it."""
+    try:
+        public_id = str(uuid.UUID(str(public_id)))
+    except ValueError:
+        return None
+    if not visitor_token_valid(workspace_id=workspace.pk, public_id=public_id, token=token):
+        return None
+    return Visitor.objects.filter(workspace=workspace, public_id=public_id).first()

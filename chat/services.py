@@ -1,0 +1,483 @@
+"""Writes for chat: one function per business action.
+
+Invariants kept here:
+
+* A message gets its per-conversation ``seq`` while the conversation row is locked, and a
+  ``client_id`` is stored at most once per conversation, so a retried send is idempotent.
+* Functions return only after their transaction commits; callers ack after that.
+* Real-time events leave through :mod:`chat.realtime` after commit.
+"""
+
+import re
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.core.validators import URLValidator, validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import AgentProfile, Workspace
+
+from . import frames
+from .assignment import conversation_assign_auto
+from .errors import ChatError
+from .models import (
+    Attachment,
+    Conversation,
+    ConversationStatus,
+    Message,
+    PageView,
+    SenderKind,
+    Visitor,
+)
+from .realtime import (
+    broadcast_on_commit,
+    visitor_group,
+    workspace_agents_group,
+)
+from .selectors import (
+    conversation_current_for_visitor,
+    conversation_get_for_agent,
+    messages_qs,
+    visitor_get_by_token,
+)
+from .uploads import read_head, safe_filename, sniff_content_type
+from .visitor_info import describe_user_agent, locate
+from .visitor_tokens import visitor_token_for
+
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_url_validator = URLValidator(schemes=["http", "https"])
+
+
+# --- visitors ---------------------------------------------------------------------------------
+
+
+def visitor_token(*, visitor: Visitor) -> str:
+    """The secret the widget keeps beside the visitor id; proves it is that visitor."""
+    return visitor_token_for(workspace_id=visitor.workspace_id, public_id=str(visitor.public_id))
+
+
+def _clean_url(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 2000:
+        return ""
+    try:
+        _url_validator(value)
+    except ValidationError:
+        return ""
+    return value
+
+
+def _clean_line(value: Any, limit: int) -> str:
+    if not isinstance(value, str):
+        return ""
+    return _CONTROL_RE.sub("", value).replace("\n", " ").strip()[:limit]
+
+
+def visitor_identify(
+    *,
+    workspace: Workspace,
+    public_id: Any,
+    token: Any,
+    ip: str | None,
+    user_agent: str,
+    language: Any = "",
+    page: dict | None = None,
+) -> tuple[Visitor, str]:
+    """Find the visitor the browser claims to be (if the token proves it) or make a new one.
+
+    Records the connection's address, browser and place, and the page being viewed.
+    Returns the visitor and its token.
+    """
+    visitor = visitor_get_by_token(workspace=workspace, public_id=public_id, token=token)
+
+    now = timezone.now()
+    page = page if isinstance(page, dict) else {}
+    url = _clean_url(page.get("url"))
+    title = _clean_line(page.get("title"), 300)
+    referrer = _clean_url(page.get("referrer"))
+    ua = describe_user_agent(user_agent)
+    with transaction.atomic():
+        if visitor is None:
+            visitor = Visitor(workspace=workspace, first_seen_at=now)
+        if visitor.pk is None or visitor.ip_address != ip:
+            place = locate(ip)
+            visitor.country_code, visitor.city, visitor.location = (
+                place.country_code,
+                place.city,
+                place.point,
+            )
+        visitor.ip_address = ip
+        visitor.user_agent = user_agent[:512]
+        visitor.browser, visitor.os, visitor.device = ua.browser, ua.os, ua.device
+        visitor.language = _clean_line(language, 35)
+        visitor.last_seen_at = now
+        if url:
+            visitor.current_url, visitor.current_title = url, title
+            visitor.referrer = referrer
+        visitor.save()
+        if url:
+            PageView.objects.create(
+                workspace=workspace, visitor=visitor, url=url, title=title, referrer=referrer
+            )
+    return visitor, visitor_token(visitor=visitor)
+
+
+def visitor_page_view(*, visitor: Visitor, page: Any) -> None:
+    """The widget moved to another page of the site."""
+    page = page if isinstance(page, dict) else {}
+    url = _clean_url(page.get("url"))
+    if not url:
+        raise ChatError("invalid_page", "page.url must be an http(s) URL.")
+    title = _clean_line(page.get("title"), 300)
+    referrer = _clean_url(page.get("referrer"))
+    with transaction.atomic():
+        Visitor.objects.filter(pk=visitor.pk).update(
+            current_url=url, current_title=title, last_seen_at=timezone.now()
+        )
+        PageView.objects.create(
+            workspace_id=visitor.workspace_id,
+            visitor=visitor,
+            url=url,
+            title=title,
+            referrer=referrer,
+        )
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def _clean_client_id(client_id: Any) -> str:
+    if not isinstance(client_id, str) or not _CLIENT_ID_RE.match(client_id):
+        raise ChatError(
+            "invalid_client_id", "client_id must be 1-64 characters of A-Z a-z 0-9 _ . : -"
+        )
+    return client_id
+
+
+def _clean_text(text: Any, *, required: bool) -> str:
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise ChatError("invalid_text", "text must be a string.")
+    text = _CONTROL_RE.sub("", text).strip()
+    if len(text) > settings.HELPDESK_MAX_MESSAGE_CHARS:
+        raise ChatError(
+            "text_too_long",
+            f"text is longer than {settings.HELPDESK_MAX_MESSAGE_CHARS} characters.",
+        )
+    if required and not text:
+        raise ChatError("empty_message", "A message needs text or an attachment.")
+    return text
+
+
+def _attachment_claim(
+    *, attachment_id: Any, workspace_id: int, visitor: Visitor | None, agent: AgentProfile | None
+) -> Attachment:
+    try:
+        public_id = uuid.UUID(str(attachment_id))
+    except ValueError:
+        raise ChatError("invalid_attachment", "attachment_id is not an upload id.") from None
+    qs = Attachment.objects.filter(
+        public_id=public_id, workspace_id=workspace_id, message__isnull=True
+    )
+    qs = qs.filter(visitor=visitor) if visitor else qs.filter(agent=agent)
+    attachment = qs.first()
+    if attachment is None:
+        raise ChatError("invalid_attachment", "No unused upload of yours has that id.")
+    return attachment
+
+
+def _preview(text: str, attachment: Attachment | None) -> str:
+    if text:
+        return text[:140]
+    return f"[{attachment.original_name}]"[:140] if attachment else ""
+
+
+def _message_store(
+    *,
+    conversation_id: int,
+    sender_kind: str,
+    client_id: str,
+    text: str,
+    attachment_id: Any = None,
+    visitor: Visitor | None = None,
+    agent: AgentProfile | None = None,
+) -> tuple[Message, bool]:
+    """Store one message under the conversation's row lock; broadcast it on commit.
+
+    Must run inside ``transaction.atomic``. Returns ``(message, created)``; a client_id
+    seen before returns the stored message and changes nothing.
+    """
+    conversation = (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("visitor", "assignee")
+        .get(pk=conversation_id)
+    )
+    existing = messages_qs().filter(conversation=conversation, client_id=client_id).first()
+    if existing is not None:
+        return existing, False
+
+    attachment = None
+    if attachment_id:
+        attachment = _attachment_claim(
+            attachment_id=attachment_id,
+            workspace_id=conversation.workspace_id,
+            visitor=visitor,
+            agent=agent,
+        )
+    if not text and attachment is None:
+        raise ChatError("empty_message", "A message needs text or an attachment.")
+
+    now = timezone.now()
+    conversation.last_seq += 1
+    changed = ["last_seq", "last_message_at", "last_message_preview", "updated_at"]
+    if sender_kind == SenderKind.VISITOR:
+        conversation.unread_by_agent += 1
+        changed.append("unread_by_agent")
+        if conversation.status == ConversationStatus.RESOLVED:
+            conversation.status = ConversationStatus.OPEN
+            conversation.resolved_at = None
+            changed += ["status", "resolved_at"]
+        if conversation.assignee_id is None and conversation_assign_auto(conversation=conversation):
+            changed.append("assignee")
+    elif sender_kind == SenderKind.AGENT:
+        if conversation.first_response_at is None:
+            conversation.first_response_at = now
+            changed.append("first_response_at")
+        if conversation.assignee_id is None:
+            conversation.assignee = agent
+            changed.append("assignee")
+    conversation.last_message_at = now
+    conversation.last_message_preview = _preview(text, attachment)
+
+    message = Message.objects.create(
+        workspace_id=conversation.workspace_id,
+        conversation=conversation,
+        seq=conversation.last_seq,
+        sender_kind=sender_kind,
+        sender_agent=agent if sender_kind == SenderKind.AGENT else None,
+        client_id=client_id,
+        text=text,
+        attachment=attachment,
+    )
+    conversation.save(update_fields=changed)
+
+    message_data = frames.message_frame(message)
+    broadcast_on_commit(
+        visitor_group(conversation.visitor_id), {"type": "chat.message", "message": message_data}
+    )
+    broadcast_on_commit(
+        workspace_agents_group(conversation.workspace_id),
+        {
+            "type": "chat.message",
+            "message": message_data,
+            "conversation": frames.conversation_frame(conversation),
+        },
+    )
+    return message, True
+
+
+def _store_retrying_once(**kwargs) -> tuple[Message, bool]:
+    # Two sends of one client_id racing past the existence check: the unique constraint
+    # stops the second, which then finds the first.
+    try:
+        with transaction.atomic():
+            return _message_store(**kwargs)
+    except IntegrityError:
+        with transaction.atomic():
+            return _message_store(**kwargs)
+
+
+def visitor_message_send(
+    *, visitor: Visitor, client_id: Any, text: Any, attachment_id: Any = None
+) -> tuple[Message, bool]:
+    """A visitor's message: into their current conversation, opening one if needed."""
+    client_id = _clean_client_id(client_id)
+    text = _clean_text(text, required=not attachment_id)
+    with transaction.atomic():
+        conversation = conversation_current_for_visitor(visitor=visitor)
+        if conversation is None:
+            # Serialise a visitor's first messages (two tabs) so only one conversation opens.
+            Visitor.objects.select_for_update().filter(pk=visitor.pk).first()
+            conversation = conversation_current_for_visitor(visitor=visitor)
+            if conversation is None:
+                conversation = Conversation.objects.create(
+                    workspace_id=visitor.workspace_id, visitor=visitor
+                )
+        return _store_retrying_once(
+            conversation_id=conversation.pk,
+            sender_kind=SenderKind.VISITOR,
+            client_id=client_id,
+            text=text,
+            attachment_id=attachment_id,
+            visitor=visitor,
+        )
+
+
+def agent_message_send(
+    *,
+    agent: AgentProfile,
+    conversation_id: Any,
+    client_id: Any,
+    text: Any,
+    attachment_id: Any = None,
+) -> tuple[Message, bool]:
+    """An agent's reply in a conversation of their workspace."""
+    client_id = _clean_client_id(client_id)
+    text = _clean_text(text, required=not attachment_id)
+    conversation = conversation_get_for_agent(agent=agent, conversation_id=conversation_id)
+    if conversation is None:
+        raise ChatError("not_found", "No such conversation in your workspace.")
+    with transaction.atomic():
+        return _store_retrying_once(
+            conversation_id=conversation.pk,
+            sender_kind=SenderKind.AGENT,
+            client_id=client_id,
+            text=text,
+            attachment_id=attachment_id,
+            agent=agent,
+        )
+
+
+def visitor_leave_message(
+    *, visitor: Visitor, client_id: Any, name: Any, email: Any, text: Any
+) -> tuple[Message, bool]:
+    """The offline form: keep the visitor's contact details and their message."""
+    name = _clean_line(name, 120)
+    if not name:
+        raise ChatError("invalid_name", "Please give your name.")
+    if not isinstance(email, str):
+        raise ChatError("invalid_email", "Please give a valid email address.")
+    email = email.strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ChatError("invalid_email", "Please give a valid email address.") from None
+    client_id = _clean_client_id(client_id)
+    text = _clean_text(text, required=True)
+    with transaction.atomic():
+        visitor.name, visitor.email = name, email[:254]
+        visitor.save(update_fields=["name", "email"])
+        return visitor_message_send(visitor=visitor, client_id=client_id, text=text)
+
+
+def conversation_resolve(*, agent: AgentProfile, conversation_id: Any) -> Conversation:
+    """Mark resolved; the visitor's next message reopens it."""
+    conversation = conversation_get_for_agent(agent=agent, conversation_id=conversation_id)
+    if conversation is None:
+        raise ChatError("not_found", "No such conversation in your workspace.")
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update(of=("self",))
+            .select_related("visitor", "assignee")
+            .get(pk=conversation.pk)
+        )
+        if conversation.status != ConversationStatus.RESOLVED:
+            conversation.status = ConversationStatus.RESOLVED
+            conversation.resolved_at = timezone.now()
+            conversation.save(update_fields=["status", "resolved_at", "updated_at"])
+        _broadcast_conversation(conversation)
+    return conversation
+
+
+def _broadcast_conversation(conversation: Conversation) -> None:
+    broadcast_on_commit(
+        workspace_agents_group(conversation.workspace_id),
+        {"type": "chat.conversation", "conversation": frames.conversation_frame(conversation)},
+    )
+    broadcast_on_commit(
+        visitor_group(conversation.visitor_id),
+        {
+            "type": "chat.conversation",
+            "conversation": {"id": conversation.pk, "status": conversation.status},
+        },
+    )
+
+
+def receipt_record(*, conversation: Conversation, reader: str, seq: Any, read: bool) -> None:
+    """Mark the other side's messages up to ``seq`` delivered (and read when ``read``).
+
+    ``conversation`` must already be scoped to the caller (the visitor's own, or one of
+    the agent's workspace).
+    """
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ChatError("invalid_seq", "seq must be a non-negative integer.")
+    seq = min(seq, conversation.last_seq)
+    if reader == SenderKind.VISITOR:
+        others = [SenderKind.AGENT, SenderKind.BOT, SenderKind.SYSTEM]
+    else:
+        others = [SenderKind.VISITOR]
+    now = timezone.now()
+    with transaction.atomic():
+        qs = Message.objects.filter(conversation=conversation, seq__lte=seq, sender_kind__in=others)
+        changed = qs.filter(delivered_at__isnull=True).update(delivered_at=now)
+        if read:
+            changed += qs.filter(read_at__isnull=True).update(read_at=now)
+        if not changed:
+            return
+        event = {
+            "type": "chat.receipt",
+            "conversation_id": conversation.pk,
+            "reader": reader,
+            "seq": seq,
+            "status": "read" if read else "delivered",
+        }
+        broadcast_on_commit(visitor_group(conversation.visitor_id), event)
+        broadcast_on_commit(workspace_agents_group(conversation.workspace_id), event)
+        if read and reader == SenderKind.AGENT:
+            unread = Message.objects.filter(
+                conversation=conversation, sender_kind=SenderKind.VISITOR, read_at__isnull=True
+            ).count()
+            Conversation.objects.filter(pk=conversation.pk).update(unread_by_agent=unread)
+            conversation.unread_by_agent = unread
+            broadcast_on_commit(
+                workspace_agents_group(conversation.workspace_id),
+                {
+                    "type": "chat.conversation",
+                    "conversation": frames.conversation_frame(conversation),
+                },
+            )
+
+
+# --- attachments ------------------------------------------------------------------------------
+
+
+def attachment_create(
+    *,
+    workspace: Workspace,
+    upload: UploadedFile,
+    visitor: Visitor | None = None,
+    agent: AgentProfile | None = None,
+) -> Attachment:
+    """Check an upload against the workspace's limits and store it under a random name."""
+    if (visitor is None) == (agent is None):
+        raise ValueError("exactly one of visitor and agent uploads a file")
+    if upload.size is None or upload.size == 0:
+        raise ChatError("empty_file", "The file is empty.")
+    if upload.size > workspace.upload_max_bytes:
+        raise ChatError(
+            "file_too_large",
+            f"Files may be at most {workspace.upload_max_bytes // 1024} KB.",
+        )
+    content_type = sniff_content_type(read_head(upload))
+    if content_type is None or content_type not in workspace.upload_type_list():
+        raise ChatError("file_type_not_allowed", "This type of file is not accepted.")
+    attachment = Attachment(
+        workspace=workspace,
+        visitor=visitor,
+        agent=agent,
+        original_name=safe_filename(upload.name or ""),
+        content_type=content_type,
+        size=upload.size,
+    )
+    attachment.file.save("upload", upload, save=False)
+    try:
+        attachment.save()
+    except Exception:
+        attachment.file.delete(save=False)
+        raise
+    return attachment

@@ -1,0 +1,143 @@
+"""HTTP endpoints of the widget side: demo page, uploads, attachment downloads, health."""
+
+import logging
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import connection
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from accounts.models import Workspace, normalize_origin
+from accounts.selectors import workspace_get_by_key
+
+from . import frames, services
+from .errors import ChatError
+from .models import Attachment
+from .selectors import visitor_get_by_token
+
+log = logging.getLogger(__name__)
+
+
+def demo_page(request: HttpRequest) -> HttpResponse:
+    """A page that embeds the widget exactly as a customer's site would."""
+    workspace = Workspace.objects.order_by("pk").first()
+    return render(request, "demo.html", {"workspace": workspace})
+
+
+def _cors_origin(request: HttpRequest, workspace: Workspace | None) -> str | None:
+    raw = request.headers.get("Origin")
+    if not raw or workspace is None:
+        return None
+    try:
+        origin = normalize_origin(raw)
+    except ValueError:
+        return None
+    if urlsplit(origin).netloc == request.get_host().lower() or origin in workspace.origin_list():
+        return origin
+    return None
+
+
+def _json(data: dict, status: int, origin: str | None) -> JsonResponse:
+    response = JsonResponse(data, status=status)
+    if origin:
+        response["Access-Control-Allow-Origin"] = origin
+        response["Vary"] = "Origin"
+    return response
+
+
+@csrf_exempt
+@require_http_methods(["POST", "OPTIONS"])
+def widget_upload(request: HttpRequest) -> HttpResponse:
+    """POST multipart (key, visitor_id, visitor_token, file) -> {"attachment": {...}}.
+
+    The visitor proves who they are with the token from ``welcome``; no cookies are used,
+    so the endpoint is CSRF-exempt and answers CORS for the workspace's allowed origins.
+    """
+    workspace = workspace_get_by_key(widget_key=request.POST.get("key", ""))
+    origin = _cors_origin(request, workspace)
+    if request.method == "OPTIONS":
+        response = HttpResponse(status=204)
+        if origin:
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Methods"] = "POST"
+            response["Vary"] = "Origin"
+        return response
+    if workspace is None:
+        return _json(
+            {"error": {"code": "invalid_key", "message": "Unknown widget key."}}, 403, None
+        )
+    if request.headers.get("Origin") and origin is None:
+        return _json(
+            {"error": {"code": "origin_not_allowed", "message": "Origin not allowed."}}, 403, None
+        )
+    public_id = request.POST.get("visitor_id", "")
+    token = request.POST.get("visitor_token", "")
+    visitor = visitor_get_by_token(workspace=workspace, public_id=public_id, token=token)
+    if visitor is None:
+        return _json(
+            {"error": {"code": "invalid_visitor", "message": "Unknown visitor."}}, 403, origin
+        )
+    upload = request.FILES.get("file")
+    if upload is None:
+        return _json(
+            {"error": {"code": "missing_file", "message": "No file was sent."}}, 400, origin
+        )
+    try:
+        attachment = services.attachment_create(workspace=workspace, upload=upload, visitor=visitor)
+    except ChatError as exc:
+        return _json({"error": {"code": exc.code, "message": exc.message}}, 400, origin)
+    return _json({"attachment": frames.attachment_frame(attachment)}, 201, origin)
+
+
+@require_GET
+def attachment_download(request: HttpRequest, public_id) -> HttpResponse:
+    """Serve an upload by its unguessable id, never as active content."""
+    attachment = Attachment.objects.filter(public_id=public_id).first()
+    if attachment is None:
+        raise Http404
+    try:
+        handle = attachment.file.open("rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    inline = attachment.is_image and request.GET.get("download") is None
+    response = FileResponse(
+        handle,
+        as_attachment=not inline,
+        filename=attachment.original_name,
+        content_type=attachment.content_type if inline else "application/octet-stream",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
+    response["Cache-Control"] = "private, max-age=86400"
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Ready when the database answers (and Redis, when configured)."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # pragma: no cover - reported, not raised
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    if settings.REDIS_URL:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {exc.__class__.__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ok else "error", "checks": checks}, status=200 if ok else 503
+    )

@@ -1,0 +1,1 @@
+"""Knowledge-base models arrive with the knowledge-base issue."""
