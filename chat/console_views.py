@@ -1,15 +1,84 @@
 """The agent console: server-rendered pages; live data comes over /ws/agent/."""
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import agent_for_user
 
 from . import frames, services
 from .errors import ChatError
+
+# Strings the console's JavaScript shows; translated here and handed to the page as JSON.
+# Placeholders are %(name)s style; console.js fills them in.
+CONSOLE_STRINGS = {
+    "connecting": _("Connecting…"),
+    "connected": _("Connected"),
+    "reconnecting": _("Reconnecting in %(seconds)s s…"),
+    "offline": _("Offline"),
+    "session_ended": _("Your session has ended. Please sign in again."),
+    "sign_in": _("Sign in"),
+    "status_open": _("Open"),
+    "status_pending": _("Pending"),
+    "status_resolved": _("Resolved"),
+    "unassigned": _("Unassigned"),
+    "assigned_to": _("Assigned to %(name)s"),
+    "no_conversations": _("No conversations yet. New chats appear here as visitors write."),
+    "select_conversation": _("Select a conversation on the left."),
+    "empty_conversation": _("No messages yet."),
+    "typing": _("typing…"),
+    "agent_typing": _("%(name)s is typing…"),
+    "sending": _("Sending…"),
+    "uploading": _("Uploading %(name)s…"),
+    "failed": _("Not sent: %(reason)s"),
+    "retry": _("Retry"),
+    "discard": _("Discard"),
+    "delivered": _("Delivered"),
+    "read": _("Read"),
+    "resolve": _("Resolve"),
+    "resolved": _("Resolved"),
+    "upload_failed": _("The file could not be uploaded: %(reason)s"),
+    "file_too_large": _("The file is too large."),
+    "visitor": _("Visitor"),
+    "bot": _("Bot"),
+    "system": _("System"),
+    "new_message": _("New message from %(name)s"),
+    "attachment": _("Attachment"),
+    "open_full_size": _("Open full size in a new tab"),
+    "notifications_on": _("Notifications on"),
+    "notifications_blocked": _("Notifications blocked by the browser"),
+    "sound_on": _("Sound on"),
+    "sound_off": _("Sound off"),
+    "today": _("Today"),
+    "yesterday": _("Yesterday"),
+    "unknown": _("—"),
+    "page_title": _("Helpdesk console"),
+    "error": _("Error: %(message)s"),
+}
+
+
+def console_config(request: HttpRequest, agent) -> dict:
+    """What console.js needs to start: endpoints, limits and its translated strings."""
+    workspace = agent.workspace
+    return {
+        "agent": {"id": agent.pk, "name": agent.display_name},
+        "ws_path": "/ws/agent/",
+        "upload_url": reverse("console:upload"),
+        "login_url": reverse("console:login"),
+        "csrf_token": get_token(request),
+        "language": get_language(),
+        "max_text": settings.HELPDESK_MAX_MESSAGE_CHARS,
+        "max_upload_bytes": workspace.upload_max_bytes,
+        "upload_types": workspace.upload_type_list(),
+        "strings": {key: str(value) for key, value in CONSOLE_STRINGS.items()},
+    }
 
 
 class ConsoleLoginView(auth_views.LoginView):
@@ -22,7 +91,11 @@ def console_index(request: HttpRequest) -> HttpResponse:
     agent = agent_for_user(user=request.user)
     if agent is None:
         return render(request, "console/not_agent.html", status=403)
-    return render(request, "console/index.html", {"agent": agent})
+    return render(
+        request,
+        "console/index.html",
+        {"agent": agent, "console_config": console_config(request, agent)},
+    )
 
 
 @login_required

@@ -102,7 +102,10 @@ class FrameConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             await self.send_error("binary_not_supported", "Frames are JSON text.")
             return
-        if len(text_data) > settings.HELPDESK_MAX_FRAME_BYTES:
+        limit = settings.HELPDESK_MAX_FRAME_BYTES
+        if len(text_data) > limit or (
+            not text_data.isascii() and len(text_data.encode("utf-8", "replace")) > limit
+        ):
             log.info("oversize frame (%d bytes) from %s", len(text_data), self.channel_name)
             await self.send_error("frame_too_large", "The frame is too large.")
             return
@@ -111,7 +114,7 @@ class FrameConsumer(AsyncWebsocketConsumer):
             return
         try:
             frame = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting raises RecursionError
             await self.send_error("invalid_json", "The frame is not valid JSON.")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
@@ -380,7 +383,9 @@ class VisitorConsumer(FrameConsumer):
             {
                 "type": "chat.typing",
                 "conversation_id": self.conversation_id,
+                "visitor_id": self.visitor.pk,
                 "sender": "visitor",
+                "agent_name": None,
                 "active": active,
             },
         )

@@ -62,7 +62,7 @@ def visitor_token(*, visitor: Visitor) -> str:
 
 
 def _clean_url(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 2000:
+    if not isinstance(value, str) or len(value) > 2000 or _CONTROL_RE.search(value):
         return ""
     try:
         _url_validator(value)
@@ -113,7 +113,8 @@ def visitor_identify(
         visitor.ip_address = ip
         visitor.user_agent = user_agent[:512]
         visitor.browser, visitor.os, visitor.device = ua.browser, ua.os, ua.device
-        visitor.language = _clean_line(language, 35)
+        if _clean_line(language, 35):  # a hello without lang keeps what we knew
+            visitor.language = _clean_line(language, 35)
         visitor.last_seen_at = now
         if url:
             visitor.current_url, visitor.current_title = url, title
@@ -354,13 +355,15 @@ def visitor_leave_message(
         raise ChatError("invalid_email", "Please give a valid email address.")
     email = email.strip()
     try:
+        if len(email) > 254:  # the column's limit; never store a truncated address
+            raise ValidationError("too long")
         validate_email(email)
     except ValidationError:
         raise ChatError("invalid_email", "Please give a valid email address.") from None
     client_id = _clean_client_id(client_id)
     text = _clean_text(text, required=True)
     with transaction.atomic():
-        visitor.name, visitor.email = name, email[:254]
+        visitor.name, visitor.email = name, email
         visitor.save(update_fields=["name", "email"])
         return visitor_message_send(visitor=visitor, client_id=client_id, text=text)
 
@@ -384,11 +387,15 @@ def conversation_resolve(*, agent: AgentProfile, conversation_id: Any) -> Conver
     return conversation
 
 
-def _broadcast_conversation(conversation: Conversation) -> None:
+def _broadcast_agents_conversation(conversation: Conversation) -> None:
     broadcast_on_commit(
         workspace_agents_group(conversation.workspace_id),
         {"type": "chat.conversation", "conversation": frames.conversation_frame(conversation)},
     )
+
+
+def _broadcast_conversation(conversation: Conversation) -> None:
+    _broadcast_agents_conversation(conversation)
     broadcast_on_commit(
         visitor_group(conversation.visitor_id),
         {
@@ -413,34 +420,38 @@ def receipt_record(*, conversation: Conversation, reader: str, seq: Any, read: b
         others = [SenderKind.VISITOR]
     now = timezone.now()
     with transaction.atomic():
+        if read and reader == SenderKind.AGENT:
+            # The unread count is recomputed below; hold the row as _message_store does
+            # (conversation first, then messages) so a visitor message can't slip between.
+            conversation = (
+                Conversation.objects.select_for_update(of=("self",))
+                .select_related("visitor", "assignee")
+                .get(pk=conversation.pk)
+            )
         qs = Message.objects.filter(conversation=conversation, seq__lte=seq, sender_kind__in=others)
         changed = qs.filter(delivered_at__isnull=True).update(delivered_at=now)
         if read:
             changed += qs.filter(read_at__isnull=True).update(read_at=now)
-        if not changed:
-            return
-        event = {
-            "type": "chat.receipt",
-            "conversation_id": conversation.pk,
-            "reader": reader,
-            "seq": seq,
-            "status": "read" if read else "delivered",
-        }
-        broadcast_on_commit(visitor_group(conversation.visitor_id), event)
-        broadcast_on_commit(workspace_agents_group(conversation.workspace_id), event)
+        if changed:
+            event = {
+                "type": "chat.receipt",
+                "conversation_id": conversation.pk,
+                "reader": reader,
+                "seq": seq,
+                "status": "read" if read else "delivered",
+            }
+            broadcast_on_commit(visitor_group(conversation.visitor_id), event)
+            broadcast_on_commit(workspace_agents_group(conversation.workspace_id), event)
         if read and reader == SenderKind.AGENT:
             unread = Message.objects.filter(
                 conversation=conversation, sender_kind=SenderKind.VISITOR, read_at__isnull=True
             ).count()
-            Conversation.objects.filter(pk=conversation.pk).update(unread_by_agent=unread)
-            conversation.unread_by_agent = unread
-            broadcast_on_commit(
-                workspace_agents_group(conversation.workspace_id),
-                {
-                    "type": "chat.conversation",
-                    "conversation": frames.conversation_frame(conversation),
-                },
-            )
+            drifted = unread != conversation.unread_by_agent
+            if drifted:
+                conversation.unread_by_agent = unread
+                conversation.save(update_fields=["unread_by_agent"])
+            if changed or drifted:
+                _broadcast_agents_conversation(conversation)
 
 
 # --- attachments ------------------------------------------------------------------------------

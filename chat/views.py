@@ -56,7 +56,9 @@ def widget_upload(request: HttpRequest) -> HttpResponse:
     The visitor proves who they are with the token from ``welcome``; no cookies are used,
     so the endpoint is CSRF-exempt and answers CORS for the workspace's allowed origins.
     """
-    workspace = workspace_get_by_key(widget_key=request.POST.get("key", ""))
+    # A CORS preflight has no body, so the key may also come in the query string.
+    key = request.POST.get("key") or request.GET.get("key", "")
+    workspace = workspace_get_by_key(widget_key=key)
     origin = _cors_origin(request, workspace)
     if request.method == "OPTIONS":
         response = HttpResponse(status=204)

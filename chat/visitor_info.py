@@ -25,8 +25,9 @@ def client_ip(scope: dict) -> str | None:
     if settings.HELPDESK_TRUST_X_FORWARDED_FOR:
         for name, value in scope.get("headers", []):
             if name == b"x-forwarded-for":
-                candidate = value.decode("latin-1").split(",")[0].strip()
-                break
+                # Our proxy appends the address it saw: the last entry. Entries left of it
+                # came from the client and can be forged.
+                candidate = value.decode("latin-1").split(",")[-1].strip()
     if candidate is None and scope.get("client"):
         candidate = scope["client"][0]
     try:

@@ -118,6 +118,8 @@ else:
             "max_size": env.int("HELPDESK_DB_POOL_MAX", default=16),
             "timeout": 10,
         }
+    if env.str("HELPDESK_TEST_DB_NAME", default=""):
+        DATABASES["default"]["TEST"] = {"NAME": env.str("HELPDESK_TEST_DB_NAME")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

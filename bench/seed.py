@@ -1,0 +1,102 @@
+"""Reset and seed the bench database; print what the load generator needs as JSON.
+
+Run by bench/run.py with the production-mode environment of the bench stack
+(DATABASE_URL pointing at ``helpdesk_bench``):
+
+    python bench/seed.py --agents 20 --origin http://127.0.0.1:8200 ...
+
+Refuses to touch any database whose name does not start with ``helpdesk_bench``. Chat
+rows of earlier runs are truncated so every run starts from the same state; the
+workspace, its agent users and fresh console sessions (one per agent, created directly
+in the session store the way chat/tests/sockets.py does) are created or updated.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "helpdesk.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import (  # noqa: E402
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+)
+from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
+from django.contrib.sessions.models import Session  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+
+from accounts.models import AgentConnection, AgentProfile, Presence, Workspace  # noqa: E402
+from chat.models import Attachment, Conversation, Message, PageView, Visitor  # noqa: E402
+
+WORKSPACE_NAME = "Bench workspace"
+AGENT_PREFIX = "bench-agent-"
+
+
+def _truncate() -> None:
+    tables = [
+        m._meta.db_table
+        for m in (Message, Attachment, PageView, Conversation, Visitor, AgentConnection, Session)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+
+
+@transaction.atomic
+def seed(*, agents: int, origins: list[str]) -> dict:
+    workspace, _ = Workspace.objects.get_or_create(name=WORKSPACE_NAME)
+    workspace.allowed_origins = "\n".join(origins)
+    workspace.upload_max_bytes = 10 * 1024 * 1024
+    workspace.save()
+    User = get_user_model()
+    # Agents beyond this run's count go offline so routing only sees the connected ones.
+    AgentProfile.objects.filter(workspace=workspace).update(presence=Presence.OFFLINE)
+    out = []
+    for i in range(agents):
+        user, _ = User.objects.get_or_create(username=f"{AGENT_PREFIX}{i}")
+        user.set_unusable_password()
+        user.save()
+        agent, _ = AgentProfile.objects.update_or_create(
+            user=user,
+            defaults={
+                "workspace": workspace,
+                "display_name": f"Bench agent {i}",
+                "presence": Presence.ONLINE,
+                # Robots: every conversation gets an assignee, whatever the load.
+                "max_concurrent_chats": 30000,
+            },
+        )
+        store = SessionStore()
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.save()
+        out.append(
+            {"index": i, "id": agent.pk, "cookie": f"{settings.SESSION_COOKIE_NAME}={store.session_key}"}
+        )
+    return {"widget_key": workspace.widget_key, "workspace_id": workspace.pk, "agents": out}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--origin", action="append", default=[])
+    args = parser.parse_args()
+    name = settings.DATABASES["default"]["NAME"]
+    if not str(name).startswith("helpdesk_bench"):
+        sys.exit(f"seed.py refuses to reset database {name!r}: not a bench database")
+    _truncate()
+    print(json.dumps(seed(agents=args.agents, origins=args.origin)))
+
+
+if __name__ == "__main__":
+    main()

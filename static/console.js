@@ -1,0 +1,1675 @@
+/* The agent console: one WebSocket (/ws/agent/), frames as in docs/protocol.md.
+ *
+ * Rules this file keeps:
+ * - every piece of user or server text goes into the page as text (textContent,
+ *   createElement); nothing is ever parsed as HTML;
+ * - a reply stays in the outbox (and in sessionStorage) until the server acks it,
+ *   and is resent with the same client_id after a reconnect, so it is stored once;
+ * - messages are kept per conversation keyed by seq; a gap is filled by `open`
+ *   with the last contiguous seq, and the heartbeat tells when anything was missed.
+ */
+(function () {
+  "use strict";
+
+  var configNode = document.getElementById("console-config");
+  if (!configNode) return;
+  var config = JSON.parse(configNode.textContent);
+  var S = config.strings || {};
+
+  var HEARTBEAT_MS = 20000;
+  var PONG_TIMEOUT_MS = 10000;
+  var BACKOFF_BASE_MS = 1000;
+  var BACKOFF_MAX_MS = 30000;
+  var TYPING_IDLE_MS = 3000;
+  var TYPING_REFRESH_MS = 4000;
+  var TYPING_EXPIRE_MS = 8000;
+  var OPEN_RETRY_MS = 10000;
+  var ACK_TIMEOUT_MS = 8000;
+  var CONNECT_TIMEOUT_MS = 10000;
+  var TRANSIENT_ERRORS = { rate_limited: true, hello_required: true };
+  var OUTBOX_KEY = "helpdesk.console.outbox." + config.agent.id;
+  var CURRENT_KEY = "helpdesk.console.current." + config.agent.id;
+  var SOUND_KEY = "helpdesk.console.sound";
+
+  function t(key, params) {
+    var s = Object.prototype.hasOwnProperty.call(S, key) ? S[key] : key;
+    if (params) {
+      s = s.replace(/%\((\w+)\)s/g, function (m, name) {
+        return Object.prototype.hasOwnProperty.call(params, name) ? String(params[name]) : m;
+      });
+    }
+    return s;
+  }
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  /* Build an element; `text` is always set as text, never as markup. */
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (name) {
+        var value = attrs[name];
+        if (value === null || value === undefined || value === false) return;
+        if (name === "className") node.className = value;
+        else if (name === "dataset") Object.assign(node.dataset, value);
+        else node.setAttribute(name, value === true ? "" : String(value));
+      });
+    }
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /* A URL we are willing to put in href/src: http(s) only, resolved against this page. */
+  function safeHttpUrl(value) {
+    if (typeof value !== "string" || !value) return null;
+    try {
+      var url = new URL(value, window.location.href);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function isAbsoluteHttpUrl(value) {
+    return typeof value === "string" && /^https?:\/\//i.test(value) && safeHttpUrl(value) !== null;
+  }
+
+  var dom = {
+    app: $("app"),
+    conn: $("connection-status"),
+    connText: document.querySelector("#connection-status .conn-text"),
+    list: $("conversation-list"),
+    listEmpty: $("conversation-empty"),
+    unreadTotal: $("unread-total"),
+    placeholder: $("chat-placeholder"),
+    chat: $("chat"),
+    chatTitle: $("chat-title"),
+    chatStatus: $("chat-status"),
+    chatAssignee: $("chat-assignee"),
+    resolve: $("resolve-button"),
+    messages: $("message-list"),
+    typing: $("typing-indicator"),
+    composer: $("composer"),
+    input: $("reply-input"),
+    attach: $("attach-input"),
+    details: $("visitor-details"),
+    detailsEmpty: $("visitor-empty"),
+    detailsFields: $("visitor-fields"),
+    detailsToggle: $("details-toggle"),
+    detailsClose: $("details-close"),
+    back: $("back-to-list"),
+    notifyEnable: $("notify-enable"),
+    soundToggle: $("sound-toggle"),
+    toast: $("toast"),
+  };
+
+  // --- formatting (the browser's locale for dates, the page's language for names) ----------
+
+  var pageLang = document.documentElement.lang || undefined;
+  var fmtTime = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  var fmtWeekday = new Intl.DateTimeFormat(undefined, { weekday: "short" });
+  var fmtShortDate = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+  var fmtDay = new Intl.DateTimeFormat(undefined, { dateStyle: "full" });
+  var fmtDateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  var regionNames = null;
+  try {
+    regionNames = new Intl.DisplayNames(pageLang ? [pageLang] : undefined, { type: "region" });
+  } catch (e) {
+    regionNames = null;
+  }
+
+  function parseDate(value) {
+    if (!value) return null;
+    var d = new Date(value);
+    return isNaN(d.getTime()) ? null : d;
+  }
+
+  function startOfDay(d) {
+    return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  }
+
+  function listTime(value) {
+    var d = parseDate(value);
+    if (!d) return "";
+    var days = Math.round((startOfDay(new Date()) - startOfDay(d)) / 86400000);
+    if (days <= 0) return fmtTime.format(d);
+    if (days === 1) return t("yesterday");
+    if (days < 7) return fmtWeekday.format(d);
+    return fmtShortDate.format(d);
+  }
+
+  function dayLabel(d) {
+    var days = Math.round((startOfDay(new Date()) - startOfDay(d)) / 86400000);
+    if (days === 0) return t("today");
+    if (days === 1) return t("yesterday");
+    return fmtDay.format(d);
+  }
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+
+  /* A small stroked icon from one SVG path (no icon fonts, no emoji: both may be missing). */
+  function icon(pathData, className) {
+    var svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "16");
+    svg.setAttribute("height", "16");
+    svg.setAttribute("fill", "none");
+    svg.setAttribute("stroke", "currentColor");
+    svg.setAttribute("stroke-width", "2");
+    svg.setAttribute("stroke-linecap", "round");
+    svg.setAttribute("stroke-linejoin", "round");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    if (className) svg.setAttribute("class", className);
+    var path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", pathData);
+    svg.appendChild(path);
+    return svg;
+  }
+
+  var FILE_ICON = "M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zM14 3v5h5";
+
+  function countryName(code) {
+    if (!code) return "";
+    var name = code;
+    if (regionNames) {
+      try {
+        name = regionNames.of(code.toUpperCase()) || code;
+      } catch (e) {
+        name = code;
+      }
+    }
+    return name;
+  }
+
+  function formatSize(bytes) {
+    if (typeof bytes !== "number") return "";
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(0) + " KB";
+    return (bytes / 1024 / 1024).toFixed(1) + " MB";
+  }
+
+  // --- state -----------------------------------------------------------------------------
+
+  var state = {
+    conversations: new Map(), // id -> summary frame
+    messages: new Map(), // conversation id -> Map(seq -> message frame)
+    contiguous: new Map(), // conversation id -> highest seq with every lower seq loaded
+    visitors: new Map(), // conversation id -> visitor frame
+    currentId: null,
+    lastMessageId: 0, // the highest message id this page has heard of
+    opening: new Map(), // conversation id -> time an `open` was sent (one in flight)
+    readSent: new Map(), // conversation id -> highest visitor seq we sent `read` for
+    typing: new Map(), // conversation id -> {visitor: expiry, agents: Map(name -> expiry)}
+    outbox: loadOutbox(),
+    uploads: [], // {key, conversation_id, name}
+  };
+
+  function loadOutbox() {
+    try {
+      var raw = window.sessionStorage.getItem(OUTBOX_KEY);
+      var items = raw ? JSON.parse(raw) : [];
+      return Array.isArray(items) ? items.filter(function (e) { return e && e.client_id; }) : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function saveOutbox() {
+    try {
+      window.sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(state.outbox));
+    } catch (e) {
+      /* storage full or blocked: the outbox still lives in memory */
+    }
+  }
+
+  function newClientId() {
+    var rand = "";
+    if (window.crypto && window.crypto.getRandomValues) {
+      var buf = new Uint32Array(2);
+      window.crypto.getRandomValues(buf);
+      rand = buf[0].toString(36) + buf[1].toString(36);
+    } else {
+      rand = Math.random().toString(36).slice(2);
+    }
+    return "a" + config.agent.id + "-" + Date.now().toString(36) + "-" + rand;
+  }
+
+  /* Put exactly `nodes` in `container`, in order, moving only what is out of place, so a
+   * live region announces new messages rather than the whole list again. */
+  function reconcile(container, nodes) {
+    for (var i = 0; i < nodes.length; i++) {
+      var current = container.children[i];
+      if (current !== nodes[i]) container.insertBefore(nodes[i], current || null);
+    }
+    while (container.children.length > nodes.length) container.removeChild(container.lastElementChild);
+  }
+
+  // --- rendering scheduler (timers, not rAF: hidden tabs must still update the title) ------
+
+  var dirty = {};
+  var flushScheduled = false;
+
+  function schedule(what) {
+    dirty[what] = true;
+    if (!flushScheduled) {
+      flushScheduled = true;
+      window.setTimeout(flush, 0);
+    }
+  }
+
+  function flush() {
+    flushScheduled = false;
+    var d = dirty;
+    dirty = {};
+    if (d.list) renderList();
+    if (d.header) renderHeader();
+    if (d.messages) renderMessages();
+    if (d.visitor) renderVisitor();
+    if (d.typing) renderTyping();
+  }
+
+  // --- connection --------------------------------------------------------------------------
+
+  var ws = null;
+  var ready = false; // welcome received on the current socket
+  var attempts = 0;
+  var reconnectTimer = null;
+  var countdownTimer = null;
+  var heartbeatTimer = null;
+  var pongTimer = null;
+  var sessionEnded = false;
+  var firstWelcome = true;
+
+  function setConnection(stateName, text) {
+    dom.conn.dataset.state = stateName;
+    dom.connText.textContent = text;
+  }
+
+  function connect() {
+    if (sessionEnded) return;
+    window.clearTimeout(reconnectTimer);
+    window.clearInterval(countdownTimer);
+    setConnection("connecting", t("connecting"));
+    var proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+    var sock;
+    try {
+      sock = new WebSocket(proto + "//" + window.location.host + config.ws_path);
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    var opened = false;
+    ws = sock;
+    // A handshake that hangs (a black-holed network) counts as a failed attempt.
+    window.setTimeout(function () {
+      if (sock === ws && !ready) dropSocket(sock, opened);
+    }, CONNECT_TIMEOUT_MS);
+    sock.addEventListener("open", function () {
+      if (sock !== ws) return;
+      opened = true;
+      sock.send(JSON.stringify({ type: "hello" }));
+    });
+    sock.addEventListener("message", function (event) {
+      if (sock !== ws) return;
+      var frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      window.clearTimeout(pongTimer); // any frame proves the socket is alive
+      if (frame && typeof frame.type === "string") handleFrame(frame);
+    });
+    sock.addEventListener("close", function () {
+      dropSocket(sock, opened);
+    });
+  }
+
+  /* Forget a socket (closed, or silent past the pong deadline) and plan the next one. */
+  function dropSocket(sock, opened) {
+    if (sock !== ws) return;
+    ws = null;
+    ready = false;
+    state.opening.clear();
+    stopHeartbeat();
+    try {
+      sock.close();
+    } catch (e) {
+      /* already closed */
+    }
+    if (!opened) checkSession();
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (sessionEnded) return;
+    window.clearTimeout(reconnectTimer);
+    window.clearInterval(countdownTimer);
+    var delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * Math.pow(2, attempts));
+    delay = Math.round(delay * (0.5 + Math.random() * 0.5)); // jitter: 50-100 %
+    attempts += 1;
+    var due = Date.now() + delay;
+    var showCountdown = function () {
+      if (!navigator.onLine) {
+        setConnection("offline", t("offline"));
+        return;
+      }
+      var seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+      setConnection("reconnecting", t("reconnecting", { seconds: seconds }));
+    };
+    showCountdown();
+    countdownTimer = window.setInterval(showCountdown, 1000);
+    reconnectTimer = window.setTimeout(connect, delay);
+  }
+
+  /* A socket refused before it opened: is the session gone (logged out, expired)? */
+  function checkSession() {
+    if (!window.fetch) return;
+    window
+      .fetch(window.location.pathname, {
+        credentials: "same-origin",
+        redirect: "manual",
+        cache: "no-store",
+      })
+      .then(function (response) {
+        if (response.type === "opaqueredirect" || response.status === 403 || response.status === 302) {
+          endSession();
+        }
+      })
+      .catch(function () {
+        /* network down: keep retrying */
+      });
+  }
+
+  /* The agent socket was refused and the page itself now redirects: the session is gone.
+   * Say so, then go to the login page; unsent replies wait in sessionStorage meanwhile. */
+  function endSession() {
+    if (sessionEnded) return;
+    sessionEnded = true;
+    window.clearTimeout(reconnectTimer);
+    window.clearInterval(countdownTimer);
+    var loginUrl = config.login_url + "?next=" + encodeURIComponent(window.location.pathname);
+    setConnection("ended", t("session_ended") + " ");
+    dom.connText.appendChild(el("a", { href: loginUrl }, t("sign_in")));
+    window.setTimeout(function () {
+      window.location.assign(loginUrl);
+    }, 2500);
+  }
+
+  function send(frame) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    if (!ready && frame.type !== "hello" && frame.type !== "ping") return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function startHeartbeat() {
+    stopHeartbeat();
+    heartbeatTimer = window.setInterval(ping, HEARTBEAT_MS);
+  }
+
+  function stopHeartbeat() {
+    window.clearInterval(heartbeatTimer);
+    window.clearTimeout(pongTimer);
+    heartbeatTimer = null;
+    pongTimer = null;
+  }
+
+  function ping() {
+    var sock = ws;
+    if (!send({ type: "ping" })) return;
+    window.clearTimeout(pongTimer);
+    pongTimer = window.setTimeout(function () {
+      // No pong: the socket is dead even if the browser has not noticed yet.
+      dropSocket(sock, true);
+    }, PONG_TIMEOUT_MS);
+  }
+
+  function noteMessageId(id) {
+    if (typeof id === "number" && id > state.lastMessageId) state.lastMessageId = id;
+  }
+
+  /* Something was missed: reload the list and whatever the open conversation lacks. */
+  function resync() {
+    send({ type: "list" });
+    if (state.currentId !== null) requestOpen(state.currentId, true);
+  }
+
+  // --- frames in ---------------------------------------------------------------------------
+
+  function handleFrame(frame) {
+    switch (frame.type) {
+      case "welcome":
+        return onWelcome(frame);
+      case "conversations":
+        noteMessageId(frame.last_message_id);
+        return replaceConversations(frame.conversations || []);
+      case "history":
+        return onHistory(frame);
+      case "message":
+        return onMessage(frame);
+      case "conversation":
+        if (frame.conversation) upsertConversation(frame.conversation);
+        return;
+      case "ack":
+        return onAck(frame);
+      case "typing":
+        return onTyping(frame);
+      case "receipt":
+        return onReceipt(frame);
+      case "pong":
+        if (typeof frame.last_message_id === "number" && frame.last_message_id > state.lastMessageId) {
+          resync();
+        }
+        return;
+      case "error":
+        return onError(frame);
+      default:
+        return;
+    }
+  }
+
+  function onWelcome(frame) {
+    ready = true;
+    attempts = 0;
+    window.clearInterval(countdownTimer);
+    setConnection("connected", t("connected"));
+    noteMessageId(frame.last_message_id);
+    replaceConversations(frame.conversations || []);
+    startHeartbeat();
+    state.readSent.clear();
+    if (firstWelcome) {
+      firstWelcome = false;
+      var wanted = initialConversationId();
+      if (wanted !== null) selectConversation(wanted, { restore: true });
+    } else if (state.currentId !== null) {
+      requestOpen(state.currentId, true);
+    }
+    flushOutbox();
+  }
+
+  function initialConversationId() {
+    var match = /^#conversation-(\d+)$/.exec(window.location.hash);
+    if (match) return parseInt(match[1], 10);
+    try {
+      var stored = window.sessionStorage.getItem(CURRENT_KEY);
+      if (stored && /^\d+$/.test(stored)) return parseInt(stored, 10);
+    } catch (e) {
+      /* no storage */
+    }
+    return null;
+  }
+
+  function mergeSummary(incoming) {
+    var existing = state.conversations.get(incoming.id);
+    if (existing && existing.last_seq > incoming.last_seq) {
+      // An older snapshot (events can cross): never move the list backwards.
+      incoming = Object.assign({}, incoming, {
+        last_seq: existing.last_seq,
+        last_message_at: existing.last_message_at,
+        last_message_preview: existing.last_message_preview,
+      });
+    }
+    return incoming;
+  }
+
+  function replaceConversations(list) {
+    var next = new Map();
+    list.forEach(function (c) {
+      if (c && typeof c.id === "number") next.set(c.id, mergeSummary(c));
+    });
+    if (state.currentId !== null && !next.has(state.currentId) && state.conversations.has(state.currentId)) {
+      next.set(state.currentId, state.conversations.get(state.currentId));
+    }
+    state.conversations = next;
+    schedule("list");
+    schedule("header");
+  }
+
+  function upsertConversation(c) {
+    if (!c || typeof c.id !== "number") return;
+    state.conversations.set(c.id, mergeSummary(c));
+    schedule("list");
+    if (c.id === state.currentId) schedule("header");
+  }
+
+  function cacheFor(id, create) {
+    var map = state.messages.get(id);
+    if (!map && create) {
+      map = new Map();
+      state.messages.set(id, map);
+      state.contiguous.set(id, 0);
+    }
+    return map || null;
+  }
+
+  function contiguous(id) {
+    return state.contiguous.get(id) || 0;
+  }
+
+  function storeMessage(map, m) {
+    if (!m || typeof m.seq !== "number") return;
+    var old = map.get(m.seq);
+    if (old) {
+      // Keep the freshest receipt times whichever copy arrives last.
+      m = Object.assign({}, m, {
+        delivered_at: m.delivered_at || old.delivered_at,
+        read_at: m.read_at || old.read_at,
+      });
+    }
+    map.set(m.seq, m);
+    noteMessageId(m.id);
+  }
+
+  function advanceContiguous(id) {
+    var map = state.messages.get(id);
+    if (!map) return 0;
+    var c = contiguous(id);
+    while (map.has(c + 1)) c += 1;
+    state.contiguous.set(id, c);
+    return c;
+  }
+
+  function maxSeq(map) {
+    var max = 0;
+    map.forEach(function (_, seq) {
+      if (seq > max) max = seq;
+    });
+    return max;
+  }
+
+  function requestOpen(id, force) {
+    var since = state.opening.get(id);
+    if (!force && since && Date.now() - since < OPEN_RETRY_MS) return;
+    if (send({ type: "open", conversation_id: id, last_seq: contiguous(id) })) {
+      state.opening.set(id, Date.now());
+    }
+  }
+
+  function onHistory(frame) {
+    var id = frame.conversation_id;
+    if (typeof id !== "number") return;
+    state.opening.delete(id);
+    if (frame.conversation) upsertConversation(frame.conversation);
+    if (frame.visitor) state.visitors.set(id, frame.visitor);
+    var map = cacheFor(id, true);
+    var msgs = Array.isArray(frame.messages) ? frame.messages : [];
+    msgs.forEach(function (m) {
+      storeMessage(map, m);
+      dropFromOutbox(m);
+    });
+    var c = advanceContiguous(id);
+    if (frame.has_more || (msgs.length > 0 && c < maxSeq(map))) {
+      requestOpen(id, true);
+    }
+    if (id === state.currentId) {
+      schedule("messages");
+      schedule("visitor");
+      schedule("header");
+      maybeSendRead(id);
+    }
+  }
+
+  function onMessage(frame) {
+    var m = frame.message;
+    if (!m || typeof m.conversation_id !== "number") return;
+    var id = m.conversation_id;
+    var isNew = typeof m.id === "number" && m.id > state.lastMessageId;
+    if (frame.conversation) upsertConversation(frame.conversation);
+    var map = cacheFor(id, id === state.currentId);
+    if (map) {
+      storeMessage(map, m);
+      var c = advanceContiguous(id);
+      if (m.seq > c && id === state.currentId) requestOpen(id); // a gap: fetch what is missing
+    } else {
+      noteMessageId(m.id);
+    }
+    dropFromOutbox(m);
+    if (m.sender === "visitor") {
+      setTyping(id, "visitor", null, false);
+      var watching = id === state.currentId && !document.hidden;
+      if (watching) {
+        maybeSendRead(id);
+      } else {
+        if (isNew) notify(id, m);
+        maybeSendDelivered(id, m.seq);
+      }
+    }
+    if (id === state.currentId) schedule("messages");
+  }
+
+  function onAck(frame) {
+    noteMessageId(frame.message_id);
+    var index = state.outbox.findIndex(function (e) {
+      return e.client_id === frame.client_id;
+    });
+    if (index === -1) return;
+    var entry = state.outbox[index];
+    state.outbox.splice(index, 1);
+    saveOutbox();
+    var map = cacheFor(frame.conversation_id, false);
+    if (map && !map.has(frame.seq)) {
+      storeMessage(map, {
+        id: frame.message_id,
+        conversation_id: frame.conversation_id,
+        seq: frame.seq,
+        sender: "agent",
+        agent_name: config.agent.name,
+        client_id: entry.client_id,
+        text: entry.text || "",
+        attachment: entry.attachment || null,
+        created_at: frame.created_at || entry.created_at,
+        delivered_at: null,
+        read_at: null,
+      });
+      var c = advanceContiguous(frame.conversation_id);
+      if (frame.seq > c && frame.conversation_id === state.currentId) requestOpen(frame.conversation_id);
+    }
+    if (frame.conversation_id === state.currentId) schedule("messages");
+  }
+
+  function dropFromOutbox(m) {
+    if (m.sender !== "agent" || !m.client_id) return;
+    var before = state.outbox.length;
+    state.outbox = state.outbox.filter(function (e) {
+      return !(e.client_id === m.client_id && e.conversation_id === m.conversation_id);
+    });
+    if (state.outbox.length !== before) saveOutbox();
+  }
+
+  function onReceipt(frame) {
+    var id = frame.conversation_id;
+    var map = state.messages.get(id);
+    if (!map || frame.reader !== "visitor" || typeof frame.seq !== "number") return;
+    var now = new Date().toISOString();
+    map.forEach(function (m) {
+      if (m.sender === "visitor" || m.seq > frame.seq) return;
+      if (!m.delivered_at) m.delivered_at = now;
+      if (frame.status === "read" && !m.read_at) m.read_at = now;
+    });
+    if (id === state.currentId) schedule("messages");
+  }
+
+  function onError(frame) {
+    var ref = typeof frame.ref === "string" ? frame.ref : null;
+    var entry = ref
+      ? state.outbox.find(function (e) {
+          return e.client_id === ref;
+        })
+      : null;
+    if (entry) {
+      if (TRANSIENT_ERRORS[frame.code]) {
+        window.setTimeout(function () {
+          if (state.outbox.indexOf(entry) !== -1 && entry.state === "sending") sendEntry(entry);
+        }, 1500);
+      } else {
+        entry.state = "failed";
+        entry.error = frame.message || frame.code || "";
+        saveOutbox();
+        if (entry.conversation_id === state.currentId) schedule("messages");
+      }
+      return;
+    }
+    if (frame.code === "rate_limited") {
+      // The refused frame is unknown (no ref): give unacked messages another go soon.
+      window.setTimeout(function () {
+        if (ready) flushOutbox();
+      }, 1500);
+      return;
+    }
+    if (frame.code === "not_found") {
+      state.opening.clear();
+      if (state.currentId !== null && !state.conversations.has(state.currentId)) {
+        // A remembered conversation that is gone (or of another workspace): forget it.
+        deselect();
+        return;
+      }
+    }
+    showToast(t("error", { message: frame.message || frame.code || "?" }));
+  }
+
+  function onTyping(frame) {
+    var id = frame.conversation_id;
+    if (typeof id !== "number") return;
+    if (frame.sender === "visitor") setTyping(id, "visitor", null, !!frame.active);
+    else if (frame.sender === "agent" && frame.agent_name) setTyping(id, "agent", frame.agent_name, !!frame.active);
+  }
+
+  var typingSweep = null;
+
+  function setTyping(id, who, name, active) {
+    var entry = state.typing.get(id) || { visitor: 0, agents: new Map() };
+    var expiry = active ? Date.now() + TYPING_EXPIRE_MS : 0;
+    if (who === "visitor") entry.visitor = expiry;
+    else if (active) entry.agents.set(name, expiry);
+    else entry.agents.delete(name);
+    state.typing.set(id, entry);
+    schedule("typing");
+    schedule("list");
+    if (!typingSweep) {
+      typingSweep = window.setInterval(function () {
+        var now = Date.now();
+        var any = false;
+        state.typing.forEach(function (e) {
+          if (e.visitor && e.visitor < now) e.visitor = 0;
+          e.agents.forEach(function (exp, n) {
+            if (exp < now) e.agents.delete(n);
+          });
+          if (e.visitor || e.agents.size) any = true;
+        });
+        schedule("typing");
+        schedule("list");
+        if (!any) {
+          window.clearInterval(typingSweep);
+          typingSweep = null;
+        }
+      }, 1000);
+    }
+  }
+
+  function visitorTyping(id) {
+    var e = state.typing.get(id);
+    return !!(e && e.visitor && e.visitor > Date.now());
+  }
+
+  // --- receipts ------------------------------------------------------------------------------
+
+  function highestVisitorSeq(id) {
+    var map = state.messages.get(id);
+    var max = 0;
+    if (map) {
+      map.forEach(function (m) {
+        if (m.sender === "visitor" && m.seq > max) max = m.seq;
+      });
+    }
+    return max;
+  }
+
+  function maybeSendRead(id, force) {
+    if (id !== state.currentId || document.hidden || !ready) return;
+    var seq = highestVisitorSeq(id);
+    if (!seq) return;
+    var summary = state.conversations.get(id);
+    var already = state.readSent.get(id) || 0;
+    if (seq > already || (force && summary && summary.unread > 0)) {
+      if (send({ type: "receipt", conversation_id: id, seq: seq, status: "read" })) {
+        state.readSent.set(id, seq);
+      }
+    }
+  }
+
+  /* The visitor sees "delivered" once a console that could answer has the message. */
+  function maybeSendDelivered(id, seq) {
+    var summary = state.conversations.get(id);
+    if (!summary) return;
+    if (summary.assignee && summary.assignee.id !== config.agent.id) return;
+    send({ type: "receipt", conversation_id: id, seq: seq, status: "delivered" });
+  }
+
+  // --- notifications -------------------------------------------------------------------------
+
+  var audioCtx = null;
+  var lastBeep = 0;
+  var soundOn = readSoundSetting();
+
+  function readSoundSetting() {
+    try {
+      return window.localStorage.getItem(SOUND_KEY) !== "off";
+    } catch (e) {
+      return true;
+    }
+  }
+
+  function ensureAudio() {
+    var AC = window.AudioContext || window.webkitAudioContext;
+    if (!AC) return null;
+    if (!audioCtx) {
+      try {
+        audioCtx = new AC();
+      } catch (e) {
+        return null;
+      }
+    }
+    if (audioCtx.state === "suspended") audioCtx.resume().catch(function () {});
+    return audioCtx;
+  }
+
+  function beep() {
+    if (!soundOn || Date.now() - lastBeep < 1000) return;
+    var ctx = ensureAudio();
+    if (!ctx) return;
+    lastBeep = Date.now();
+    var now = ctx.currentTime;
+    var osc = ctx.createOscillator();
+    var gain = ctx.createGain();
+    osc.type = "sine";
+    osc.frequency.setValueAtTime(880, now);
+    osc.frequency.setValueAtTime(1175, now + 0.09);
+    gain.gain.setValueAtTime(0.0001, now);
+    gain.gain.exponentialRampToValueAtTime(0.2, now + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.25);
+    osc.connect(gain);
+    gain.connect(ctx.destination);
+    osc.start(now);
+    osc.stop(now + 0.3);
+  }
+
+  function notify(id, m) {
+    beep();
+    if (!("Notification" in window) || window.Notification.permission !== "granted") return;
+    var summary = state.conversations.get(id);
+    var name = summary && summary.visitor ? summary.visitor.name : t("visitor");
+    var body = m.text || (m.attachment ? "[" + (m.attachment.name || t("attachment")) + "]" : "");
+    try {
+      var n = new window.Notification(t("new_message", { name: name }), {
+        body: body.slice(0, 200),
+        tag: "conversation-" + id,
+      });
+      n.addEventListener("click", function () {
+        window.focus();
+        selectConversation(id, { user: true });
+        n.close();
+      });
+    } catch (e) {
+      /* some browsers only allow notifications from a service worker */
+    }
+  }
+
+  function renderNotifyButton() {
+    var btn = dom.notifyEnable;
+    if (!("Notification" in window)) {
+      btn.hidden = true;
+      return;
+    }
+    var p = window.Notification.permission;
+    if (p === "granted") {
+      btn.hidden = true;
+    } else if (p === "denied") {
+      btn.hidden = false;
+      btn.disabled = true;
+      btn.textContent = t("notifications_blocked");
+    } else {
+      btn.hidden = false;
+      btn.disabled = false;
+    }
+  }
+
+  function renderSoundButton() {
+    dom.soundToggle.textContent = soundOn ? t("sound_on") : t("sound_off");
+    dom.soundToggle.setAttribute("aria-pressed", soundOn ? "true" : "false");
+  }
+
+  function updateTitle(total) {
+    var base = t("page_title");
+    document.title = total > 0 ? "(" + total + ") " + base : base;
+  }
+
+  // --- conversation list -----------------------------------------------------------------------
+
+  var rowCache = new Map(); // id -> li
+
+  function activityTime(c) {
+    var d = parseDate(c.last_message_at) || parseDate(c.created_at);
+    return d ? d.getTime() : 0;
+  }
+
+  function sortedConversations() {
+    var list = Array.from(state.conversations.values());
+    list.sort(function (a, b) {
+      var ra = a.status === "resolved" ? 1 : 0;
+      var rb = b.status === "resolved" ? 1 : 0;
+      if (ra !== rb) return ra - rb;
+      var ta = activityTime(a);
+      var tb = activityTime(b);
+      if (ta !== tb) return tb - ta;
+      return b.id - a.id;
+    });
+    return list;
+  }
+
+  function statusPill(status) {
+    return el("span", { className: "status-pill", dataset: { status: status } }, t("status_" + status));
+  }
+
+  function buildRow(c) {
+    var li = rowCache.get(c.id);
+    if (!li) {
+      li = el("li", { className: "conv-row", "data-testid": "conversation-item" });
+      li.dataset.conversationId = String(c.id);
+      rowCache.set(c.id, li);
+    }
+    var name = (c.visitor && c.visitor.name) || t("visitor");
+    var country = c.visitor && c.visitor.country;
+    var btn = el("button", { type: "button", className: "conv-item" });
+    if (c.id === state.currentId) btn.setAttribute("aria-current", "true");
+    btn.dataset.conversationId = String(c.id);
+
+    var avatar = el("span", { className: "avatar", "aria-hidden": "true" }, name.trim().charAt(0).toUpperCase() || "?");
+    var body = el("span", { className: "conv-body" });
+
+    var top = el("span", { className: "conv-top" });
+    top.appendChild(el("span", { className: "conv-name", "data-testid": "conversation-name" }, name));
+    if (country) {
+      top.appendChild(el("span", { className: "conv-country", title: countryName(country) }, country.toUpperCase()));
+    }
+    var time = parseDate(c.last_message_at) || parseDate(c.created_at);
+    top.appendChild(el("time", { className: "conv-time", datetime: time ? time.toISOString() : null, title: time ? fmtDateTime.format(time) : null }, listTime(c.last_message_at || c.created_at)));
+
+    var mid = el("span", { className: "conv-mid" });
+    if (visitorTyping(c.id)) {
+      mid.appendChild(el("span", { className: "conv-preview is-typing" }, t("typing")));
+    } else {
+      mid.appendChild(el("span", { className: "conv-preview", "data-testid": "conversation-preview" }, c.last_message_preview || ""));
+    }
+    var badge = el("span", { className: "badge", "data-testid": "conversation-unread", "aria-label": String(c.unread || 0) }, c.unread > 99 ? "99+" : String(c.unread || 0));
+    badge.hidden = !(c.unread > 0);
+    mid.appendChild(badge);
+
+    var bottom = el("span", { className: "conv-bottom" });
+    bottom.appendChild(statusPill(c.status));
+    bottom.appendChild(el("span", { className: "conv-assignee" }, c.assignee ? c.assignee.name : t("unassigned")));
+
+    body.appendChild(top);
+    body.appendChild(mid);
+    body.appendChild(bottom);
+    btn.appendChild(avatar);
+    btn.appendChild(body);
+    li.classList.toggle("is-active", c.id === state.currentId);
+    li.classList.toggle("is-unread", c.unread > 0);
+    li.classList.toggle("is-resolved", c.status === "resolved");
+    li.dataset.status = c.status;
+    li.replaceChildren(btn);
+    return li;
+  }
+
+  function renderList() {
+    var focusedId = null;
+    var active = document.activeElement;
+    if (active && active.classList && active.classList.contains("conv-item")) {
+      focusedId = active.dataset.conversationId;
+    }
+    var list = sortedConversations();
+    var rows = list.map(buildRow);
+    var keep = new Set(list.map(function (c) { return c.id; }));
+    rowCache.forEach(function (_, id) {
+      if (!keep.has(id)) rowCache.delete(id);
+    });
+    reconcile(dom.list, rows);
+    dom.listEmpty.hidden = rows.length > 0;
+    if (focusedId) {
+      var again = dom.list.querySelector('.conv-item[data-conversation-id="' + focusedId + '"]');
+      if (again) again.focus();
+    }
+    var total = 0;
+    list.forEach(function (c) {
+      total += c.unread > 0 ? c.unread : 0;
+    });
+    dom.unreadTotal.hidden = total === 0;
+    dom.unreadTotal.textContent = String(total);
+    updateTitle(total);
+  }
+
+  // --- the open conversation -------------------------------------------------------------------
+
+  var nodeCache = new Map(); // "seq:<n>" | "out:<client_id>" -> element, for the open conversation
+  var stickToBottom = true;
+
+  function selectConversation(id, opts) {
+    opts = opts || {};
+    if (state.currentId !== id) {
+      stopTyping();
+      state.currentId = id;
+      nodeCache.clear();
+      stickToBottom = true;
+      dom.input.value = drafts.get(id) || "";
+      autosize();
+    }
+    try {
+      window.sessionStorage.setItem(CURRENT_KEY, String(id));
+    } catch (e) {
+      /* no storage */
+    }
+    if (window.history && window.history.replaceState) {
+      window.history.replaceState(null, "", "#conversation-" + id);
+    }
+    dom.app.dataset.view = "chat";
+    dom.placeholder.hidden = true;
+    dom.chat.hidden = false;
+    cacheFor(id, true);
+    requestOpen(id, true);
+    schedule("list");
+    schedule("header");
+    schedule("messages");
+    schedule("visitor");
+    schedule("typing");
+    if (opts.user && window.matchMedia("(min-width: 721px)").matches) dom.input.focus();
+  }
+
+  var drafts = new Map();
+
+  function deselect() {
+    stopTyping();
+    state.currentId = null;
+    nodeCache.clear();
+    try {
+      window.sessionStorage.removeItem(CURRENT_KEY);
+    } catch (e) {
+      /* no storage */
+    }
+    if (window.history && window.history.replaceState) {
+      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+    dom.app.dataset.view = "list";
+    dom.placeholder.hidden = false;
+    dom.chat.hidden = true;
+    schedule("list");
+    schedule("visitor");
+  }
+
+  function renderHeader() {
+    var id = state.currentId;
+    var c = id !== null ? state.conversations.get(id) : null;
+    if (id === null) return;
+    var visitor = state.visitors.get(id);
+    var name = (c && c.visitor && c.visitor.name) || (visitor && visitor.name) || t("visitor");
+    dom.chatTitle.textContent = name;
+    var status = c ? c.status : "";
+    dom.chatStatus.textContent = status ? t("status_" + status) : "";
+    dom.chatStatus.dataset.status = status;
+    dom.chatStatus.hidden = !status;
+    dom.chatAssignee.textContent = c ? (c.assignee ? t("assigned_to", { name: c.assignee.name }) : t("unassigned")) : "";
+    var resolved = status === "resolved";
+    dom.resolve.disabled = !c || resolved;
+    dom.resolve.textContent = resolved ? t("resolved") : t("resolve");
+    dom.resolve.dataset.status = status;
+  }
+
+  function appendText(container, text) {
+    // Plain text with http(s) links made clickable; every piece is a text node.
+    var re = /https?:\/\/[^\s<>"']+/gi;
+    var last = 0;
+    var match;
+    while ((match = re.exec(text)) !== null) {
+      var url = match[0].replace(/[.,;:!?)\]]+$/, "");
+      if (match.index > last) container.appendChild(document.createTextNode(text.slice(last, match.index)));
+      var href = safeHttpUrl(url);
+      if (href) {
+        container.appendChild(el("a", { href: href, target: "_blank", rel: "noopener noreferrer nofollow" }, url));
+      } else {
+        container.appendChild(document.createTextNode(url));
+      }
+      last = match.index + url.length;
+      re.lastIndex = last;
+    }
+    if (last < text.length) container.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function buildAttachment(att) {
+    var href = safeHttpUrl(att.url);
+    if (!href) return el("span", { className: "msg-file" }, att.name || t("attachment"));
+    if (att.is_image) {
+      var a = el("a", { className: "msg-image", href: href, target: "_blank", rel: "noopener noreferrer", title: t("open_full_size") });
+      var img = el("img", { src: href, alt: att.name || t("attachment"), loading: "lazy", "data-testid": "message-image" });
+      img.addEventListener("load", function () {
+        if (stickToBottom) scrollToBottom();
+      });
+      a.appendChild(img);
+      return a;
+    }
+    var link = el("a", { className: "msg-file", href: href, download: att.name || "", "data-testid": "message-file" });
+    link.appendChild(icon(FILE_ICON, "msg-file-icon"));
+    var label = el("span", { className: "msg-file-name" }, att.name || t("attachment"));
+    link.appendChild(label);
+    if (typeof att.size === "number") link.appendChild(el("span", { className: "msg-file-size" }, formatSize(att.size)));
+    return link;
+  }
+
+  function authorLabel(m) {
+    if (m.sender === "agent") return m.agent_name || "";
+    if (m.sender === "bot") return t("bot");
+    return "";
+  }
+
+  function buildMessageNode(m) {
+    var wrap = el("div", { className: "msg msg--" + m.sender, "data-testid": "message" });
+    wrap.dataset.sender = m.sender;
+    wrap.dataset.seq = String(m.seq);
+    if (m.id) wrap.dataset.messageId = String(m.id);
+    var bubble = el("div", { className: "msg-bubble" });
+    var author = authorLabel(m);
+    if (author) bubble.appendChild(el("div", { className: "msg-author" }, author));
+    if (m.attachment) bubble.appendChild(buildAttachment(m.attachment));
+    if (m.text) {
+      var text = el("div", { className: "msg-text" });
+      appendText(text, m.text);
+      bubble.appendChild(text);
+    }
+    wrap.appendChild(bubble);
+    var meta = el("div", { className: "msg-meta" });
+    var d = parseDate(m.created_at);
+    meta.appendChild(el("time", { datetime: d ? d.toISOString() : null, title: d ? fmtDateTime.format(d) : null }, d ? fmtTime.format(d) : ""));
+    if (m.sender === "agent") {
+      meta.appendChild(el("span", { className: "msg-ticks", "data-testid": "message-status" }));
+    }
+    wrap.appendChild(meta);
+    return wrap;
+  }
+
+  function updateTicks(node, m) {
+    var ticks = node.querySelector(".msg-ticks");
+    if (!ticks) return;
+    var status = m.read_at ? "read" : m.delivered_at ? "delivered" : "sent";
+    if (ticks.dataset.status === status) return;
+    ticks.dataset.status = status;
+    ticks.textContent = status === "read" ? "✓✓" : status === "delivered" ? "✓" : "";
+    if (status === "sent") {
+      ticks.removeAttribute("title");
+      ticks.removeAttribute("aria-label");
+    } else {
+      ticks.title = t(status);
+      ticks.setAttribute("aria-label", t(status));
+    }
+  }
+
+  function buildPendingNode(entry) {
+    var wrap = el("div", { className: "msg msg--agent msg--pending", "data-testid": "message-pending" });
+    wrap.dataset.sender = "agent";
+    wrap.dataset.clientId = entry.client_id;
+    var bubble = el("div", { className: "msg-bubble" });
+    if (entry.attachment) bubble.appendChild(buildAttachment(entry.attachment));
+    if (entry.text) {
+      var text = el("div", { className: "msg-text" });
+      appendText(text, entry.text);
+      bubble.appendChild(text);
+    }
+    wrap.appendChild(bubble);
+    var meta = el("div", { className: "msg-meta" });
+    if (entry.state === "failed") {
+      wrap.classList.add("is-failed");
+      meta.appendChild(el("span", { className: "msg-error" }, t("failed", { reason: entry.error || "" })));
+      var retry = el("button", { type: "button", className: "link-button" }, t("retry"));
+      retry.addEventListener("click", function () {
+        entry.state = "sending";
+        entry.error = "";
+        saveOutbox();
+        sendEntry(entry);
+        nodeCache.delete("out:" + entry.client_id);
+        schedule("messages");
+      });
+      var discard = el("button", { type: "button", className: "link-button" }, t("discard"));
+      discard.addEventListener("click", function () {
+        state.outbox = state.outbox.filter(function (e) { return e !== entry; });
+        saveOutbox();
+        nodeCache.delete("out:" + entry.client_id);
+        schedule("messages");
+      });
+      meta.appendChild(retry);
+      meta.appendChild(discard);
+    } else {
+      meta.appendChild(el("span", { className: "msg-sending" }, t("sending")));
+    }
+    wrap.appendChild(meta);
+    return wrap;
+  }
+
+  function renderMessages() {
+    var id = state.currentId;
+    if (id === null) return;
+    var map = state.messages.get(id) || new Map();
+    var seqs = Array.from(map.keys()).sort(function (a, b) { return a - b; });
+    var children = [];
+    var lastDay = null;
+    var used = new Set();
+    seqs.forEach(function (seq) {
+      var m = map.get(seq);
+      var d = parseDate(m.created_at);
+      var day = d ? startOfDay(d) : null;
+      if (day !== null && day !== lastDay) {
+        lastDay = day;
+        var dayKey = "day:" + day;
+        var sep = nodeCache.get(dayKey);
+        if (!sep) {
+          sep = el("div", { className: "day-sep", role: "separator" });
+          sep.appendChild(el("span", null, dayLabel(d)));
+          nodeCache.set(dayKey, sep);
+        }
+        used.add(dayKey);
+        children.push(sep);
+      }
+      var key = "seq:" + seq;
+      var node = nodeCache.get(key);
+      if (!node || node.dataset.messageId !== String(m.id || "")) {
+        node = buildMessageNode(m);
+        nodeCache.set(key, node);
+      }
+      updateTicks(node, m);
+      used.add(key);
+      children.push(node);
+    });
+    state.uploads.forEach(function (u) {
+      if (u.conversation_id !== id) return;
+      var wrap = el("div", { className: "msg msg--agent msg--pending", "data-testid": "upload-pending" });
+      var bubble = el("div", { className: "msg-bubble" });
+      bubble.appendChild(el("div", { className: "msg-text" }, t("uploading", { name: u.name })));
+      wrap.appendChild(bubble);
+      children.push(wrap);
+    });
+    state.outbox.forEach(function (entry) {
+      if (entry.conversation_id !== id) return;
+      var key = "out:" + entry.client_id;
+      var node = nodeCache.get(key);
+      if (!node || node.dataset.state !== entry.state) {
+        node = buildPendingNode(entry);
+        node.dataset.state = entry.state;
+        nodeCache.set(key, node);
+      }
+      used.add(key);
+      children.push(node);
+    });
+    nodeCache.forEach(function (_, key) {
+      if (!used.has(key)) nodeCache.delete(key);
+    });
+    if (children.length === 0 && !state.opening.has(id)) {
+      children.push(el("p", { className: "pane-empty" }, t("empty_conversation")));
+    }
+    reconcile(dom.messages, children);
+    if (stickToBottom) scrollToBottom();
+  }
+
+  function scrollToBottom() {
+    dom.messages.scrollTop = dom.messages.scrollHeight;
+  }
+
+  function renderTyping() {
+    var id = state.currentId;
+    var line = dom.typing;
+    var parts = [];
+    var e = id !== null ? state.typing.get(id) : null;
+    var now = Date.now();
+    if (e) {
+      if (e.visitor > now) {
+        var c = state.conversations.get(id);
+        var name = (c && c.visitor && c.visitor.name) || t("visitor");
+        parts.push(t("agent_typing", { name: name }));
+      }
+      e.agents.forEach(function (exp, agentName) {
+        if (exp > now) parts.push(t("agent_typing", { name: agentName }));
+      });
+    }
+    line.textContent = parts.join(" · ");
+    line.classList.toggle("is-visible", parts.length > 0);
+  }
+
+  function setField(name, value) {
+    var dd = dom.detailsFields.querySelector('[data-field="' + name + '"]');
+    if (!dd) return null;
+    dd.replaceChildren();
+    if (value === null || value === undefined || value === "") {
+      dd.appendChild(el("span", { className: "muted" }, t("unknown")));
+    } else if (typeof value === "string") {
+      dd.textContent = value;
+    } else {
+      dd.appendChild(value);
+    }
+    return dd;
+  }
+
+  function urlValue(url, title) {
+    if (!url) return null;
+    var box = el("span", { className: "url-value" });
+    if (title) box.appendChild(el("span", { className: "url-title" }, title));
+    if (isAbsoluteHttpUrl(url)) {
+      box.appendChild(el("a", { href: safeHttpUrl(url), target: "_blank", rel: "noopener noreferrer nofollow", className: "url-link" }, url));
+    } else {
+      box.appendChild(el("span", { className: "url-link" }, url));
+    }
+    return box;
+  }
+
+  function dateValue(value) {
+    var d = parseDate(value);
+    if (!d) return null;
+    return el("time", { datetime: d.toISOString() }, fmtDateTime.format(d));
+  }
+
+  function renderVisitor() {
+    var id = state.currentId;
+    var v = id !== null ? state.visitors.get(id) : null;
+    dom.detailsEmpty.hidden = !!v;
+    dom.detailsFields.hidden = !v;
+    if (!v) return;
+    setField("name", v.name || "");
+    setField("email", v.email || "");
+    setField("ip", v.ip || "");
+    var place = "";
+    if (v.country) place = countryName(v.country) + " (" + v.country.toUpperCase() + ")";
+    if (v.city) place = place ? v.city + ", " + place : v.city;
+    setField("location", place);
+    setField("current_url", urlValue(v.current_url, v.current_title));
+    setField("referrer", urlValue(v.referrer, ""));
+    setField("browser", v.browser || "");
+    setField("os", v.os || "");
+    setField("device", v.device || "");
+    setField("language", v.language || "");
+    setField("first_seen_at", dateValue(v.first_seen_at));
+    setField("last_seen_at", dateValue(v.last_seen_at));
+  }
+
+  // --- sending -------------------------------------------------------------------------------
+
+  function sendEntry(entry) {
+    var frame = {
+      type: "message",
+      conversation_id: entry.conversation_id,
+      client_id: entry.client_id,
+      text: entry.text || "",
+    };
+    if (entry.attachment_id) frame.attachment_id = entry.attachment_id;
+    if (!send(frame)) return false;
+    entry.sentAt = Date.now();
+    return true;
+  }
+
+  /* No ack in time (e.g. dropped as rate_limited, which carries no client_id): send again.
+   * Safe because the server stores a client_id once and acks a repeat with the same seq. */
+  window.setInterval(function () {
+    if (!ready) return;
+    var now = Date.now();
+    state.outbox.forEach(function (entry) {
+      if (entry.state === "sending" && (!entry.sentAt || now - entry.sentAt > ACK_TIMEOUT_MS)) {
+        sendEntry(entry);
+      }
+    });
+  }, 2000);
+
+  function flushOutbox() {
+    state.outbox.forEach(function (entry) {
+      if (entry.state !== "failed") sendEntry(entry);
+    });
+  }
+
+  function queueMessage(conversationId, text, attachment) {
+    var entry = {
+      client_id: newClientId(),
+      conversation_id: conversationId,
+      text: text,
+      attachment_id: attachment ? attachment.id : null,
+      attachment: attachment || null,
+      created_at: new Date().toISOString(),
+      state: "sending",
+    };
+    state.outbox.push(entry);
+    saveOutbox();
+    sendEntry(entry);
+    if (conversationId === state.currentId) {
+      stickToBottom = true;
+      schedule("messages");
+    }
+  }
+
+  function submitReply() {
+    var id = state.currentId;
+    if (id === null) return;
+    var text = dom.input.value.replace(/^\s+|\s+$/g, "");
+    if (!text) return;
+    stopTyping();
+    queueMessage(id, text, null);
+    dom.input.value = "";
+    drafts.delete(id);
+    autosize();
+    dom.input.focus();
+  }
+
+  var typingActive = false;
+  var typingConversation = null;
+  var typingSentAt = 0;
+  var typingIdleTimer = null;
+
+  function noteTyping() {
+    var id = state.currentId;
+    if (id === null) return;
+    if (typingConversation !== null && typingConversation !== id) stopTyping();
+    var now = Date.now();
+    if (!typingActive || now - typingSentAt > TYPING_REFRESH_MS) {
+      if (send({ type: "typing", conversation_id: id, active: true })) {
+        typingActive = true;
+        typingConversation = id;
+        typingSentAt = now;
+      }
+    }
+    window.clearTimeout(typingIdleTimer);
+    typingIdleTimer = window.setTimeout(stopTyping, TYPING_IDLE_MS);
+  }
+
+  function stopTyping() {
+    window.clearTimeout(typingIdleTimer);
+    if (typingActive && typingConversation !== null) {
+      send({ type: "typing", conversation_id: typingConversation, active: false });
+    }
+    typingActive = false;
+    typingConversation = null;
+  }
+
+  function autosize() {
+    dom.input.style.height = "auto";
+    dom.input.style.height = Math.min(dom.input.scrollHeight, 180) + "px";
+  }
+
+  function uploadFiles(files) {
+    var id = state.currentId;
+    if (id === null) return;
+    Array.prototype.forEach.call(files, function (file) {
+      if (config.max_upload_bytes && file.size > config.max_upload_bytes) {
+        showToast(t("upload_failed", { reason: t("file_too_large") }));
+        return;
+      }
+      var u = { key: newClientId(), conversation_id: id, name: file.name };
+      state.uploads.push(u);
+      stickToBottom = true;
+      schedule("messages");
+      var body = new FormData();
+      body.append("file", file, file.name);
+      window
+        .fetch(config.upload_url, {
+          method: "POST",
+          body: body,
+          credentials: "same-origin",
+          headers: { "X-CSRFToken": csrfToken() },
+        })
+        .then(function (response) {
+          if (response.redirected && response.url.indexOf(config.login_url) !== -1) {
+            endSession();
+            throw new Error(t("session_ended"));
+          }
+          return response
+            .json()
+            .catch(function () {
+              return {};
+            })
+            .then(function (data) {
+              if (!response.ok || !data.attachment) {
+                var reason = (data.error && data.error.message) || response.status + " " + response.statusText;
+                throw new Error(reason);
+              }
+              return data.attachment;
+            });
+        })
+        .then(function (attachment) {
+          queueMessage(u.conversation_id, "", attachment);
+        })
+        .catch(function (err) {
+          showToast(t("upload_failed", { reason: err && err.message ? err.message : "?" }));
+        })
+        .then(function () {
+          state.uploads = state.uploads.filter(function (x) { return x !== u; });
+          schedule("messages");
+        });
+    });
+  }
+
+  function csrfToken() {
+    var match = /(?:^|;\s*)csrftoken=([^;]+)/.exec(document.cookie);
+    return match ? decodeURIComponent(match[1]) : config.csrf_token;
+  }
+
+  var toastTimer = null;
+
+  function showToast(text) {
+    dom.toast.textContent = text;
+    dom.toast.hidden = false;
+    window.clearTimeout(toastTimer);
+    toastTimer = window.setTimeout(function () {
+      dom.toast.hidden = true;
+    }, 6000);
+  }
+
+  // --- wiring --------------------------------------------------------------------------------
+
+  dom.list.addEventListener("click", function (event) {
+    var btn = event.target.closest(".conv-item");
+    if (!btn) return;
+    selectConversation(parseInt(btn.dataset.conversationId, 10), { user: true });
+  });
+
+  dom.composer.addEventListener("submit", function (event) {
+    event.preventDefault();
+    submitReply();
+  });
+
+  dom.input.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || event.shiftKey || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.isComposing || event.keyCode === 229) return; // an IME (e.g. pinyin) is composing
+    event.preventDefault();
+    submitReply();
+  });
+
+  dom.input.addEventListener("input", function () {
+    autosize();
+    if (state.currentId !== null) drafts.set(state.currentId, dom.input.value);
+    if (dom.input.value.trim()) noteTyping();
+    else stopTyping();
+  });
+
+  dom.input.addEventListener("blur", stopTyping);
+
+  if (config.max_text) dom.input.maxLength = config.max_text;
+  if (Array.isArray(config.upload_types) && config.upload_types.length) {
+    dom.attach.accept = config.upload_types.join(",");
+  }
+
+  dom.attach.addEventListener("change", function () {
+    if (dom.attach.files && dom.attach.files.length) uploadFiles(dom.attach.files);
+    dom.attach.value = "";
+  });
+
+  dom.input.addEventListener("paste", function (event) {
+    var files = event.clipboardData && event.clipboardData.files;
+    if (files && files.length) {
+      event.preventDefault();
+      uploadFiles(files);
+    }
+  });
+
+  dom.chat.addEventListener("dragover", function (event) {
+    if (event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types, "Files") !== -1) {
+      event.preventDefault();
+      dom.chat.classList.add("is-dropping");
+    }
+  });
+  dom.chat.addEventListener("dragleave", function (event) {
+    if (!dom.chat.contains(event.relatedTarget)) dom.chat.classList.remove("is-dropping");
+  });
+  dom.chat.addEventListener("drop", function (event) {
+    dom.chat.classList.remove("is-dropping");
+    if (event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files.length) {
+      event.preventDefault();
+      uploadFiles(event.dataTransfer.files);
+    }
+  });
+
+  dom.messages.addEventListener("scroll", function () {
+    var el_ = dom.messages;
+    stickToBottom = el_.scrollHeight - el_.scrollTop - el_.clientHeight < 60;
+  });
+
+  dom.resolve.addEventListener("click", function () {
+    var id = state.currentId;
+    if (id === null) return;
+    if (send({ type: "resolve", conversation_id: id })) dom.resolve.disabled = true;
+  });
+
+  dom.back.addEventListener("click", function () {
+    dom.app.dataset.view = "list";
+  });
+
+  function setDetailsOpen(open) {
+    dom.app.classList.toggle("show-details", open);
+    dom.detailsToggle.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  dom.detailsToggle.addEventListener("click", function () {
+    setDetailsOpen(!dom.app.classList.contains("show-details"));
+  });
+  dom.detailsClose.addEventListener("click", function () {
+    setDetailsOpen(false);
+    dom.detailsToggle.focus();
+  });
+
+  dom.notifyEnable.addEventListener("click", function () {
+    ensureAudio();
+    if (!("Notification" in window)) return;
+    var result = window.Notification.requestPermission(renderNotifyButton);
+    if (result && result.then) result.then(renderNotifyButton);
+  });
+
+  dom.soundToggle.addEventListener("click", function () {
+    soundOn = !soundOn;
+    try {
+      window.localStorage.setItem(SOUND_KEY, soundOn ? "on" : "off");
+    } catch (e) {
+      /* no storage */
+    }
+    renderSoundButton();
+    if (soundOn) {
+      ensureAudio();
+      lastBeep = 0;
+      beep();
+    }
+  });
+
+  // Browsers only start audio after a user gesture: make the context on the first one.
+  ["pointerdown", "keydown"].forEach(function (name) {
+    document.addEventListener(name, ensureAudio, { once: true, capture: true });
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && dom.app.classList.contains("show-details")) setDetailsOpen(false);
+  });
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) return;
+    if (ready) ping(); // timers sleep in hidden tabs: check the socket at once
+    if (state.currentId !== null) maybeSendRead(state.currentId, true);
+  });
+
+  window.addEventListener("online", function () {
+    if (ready) {
+      ping();
+    } else if (!ws && !sessionEnded) {
+      attempts = 0;
+      connect();
+    }
+  });
+  window.addEventListener("offline", function () {
+    if (!ws) setConnection("offline", t("offline"));
+  });
+
+  // Start: the outbox restored from sessionStorage is sent after the first welcome.
+  renderNotifyButton();
+  renderSoundButton();
+  updateTitle(0);
+  dom.listEmpty.hidden = true;
+  connect();
+})();
