@@ -55,3 +55,10 @@ bench: ## Benchmark ours against the two baselines (QUICK=1: < 2 min; BENCH_ARGS
 	@bash scripts/bootstrap.sh
 	@bash scripts/services.sh
 	$(PY) bench/run.py $(if $(filter 1 true yes,$(QUICK)),--quick,) $(BENCH_ARGS)
+
+.PHONY: kb-eval
+kb-eval: ## Knowledge-base search quality on knowledge/eval/ (PostgreSQL, like the tests)
+	@bash scripts/bootstrap.sh
+	@bash scripts/services.sh
+	DATABASE_URL=$(TEST_DATABASE_URL) DJANGO_SECRET_KEY=kb-eval-only $(PY) manage.py migrate --noinput -v 0
+	DATABASE_URL=$(TEST_DATABASE_URL) DJANGO_SECRET_KEY=kb-eval-only $(PY) manage.py kb_eval

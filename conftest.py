@@ -4,6 +4,10 @@ import pytest
 
 from accounts.tests.factories import AgentFactory, WorkspaceFactory
 
+# asgi_server / asgi_server_factory: real daphne processes (see that module's docstring).
+# fake_openai / celery_eager: the AI-reply tests' fixtures (knowledge/tests/ai_support.py).
+pytest_plugins = ["helpdesk.tests.live_server", "knowledge.tests.ai_support"]
+
 
 @pytest.fixture
 def workspace(db):
@@ -30,3 +34,29 @@ def _fresh_channel_layer():
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_db_pools_before_teardown(django_db_setup, django_db_blocker):
+    """Close psycopg pools before pytest-django drops the test database.
+
+    Pooled connections opened by worker threads (database_sync_to_async, the message
+    writer) stay open in the pool; dropping a database with open sessions fails.
+    """
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for conn in connections.all():  # pools are per process, any thread's wrapper will do
+            if hasattr(conn, "close_pool"):
+                conn.close_pool()
+        # Connections still held by worker threads of finished event loops would block
+        # DROP DATABASE; this is the test database, so end them.
+        conn = connections["default"]
+        if conn.vendor == "postgresql":
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            conn.close()

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -41,6 +42,15 @@ def validate_origins(value: str) -> None:
             ) from None
 
 
+class BotMode(models.TextChoices):
+    """What the bot does in a workspace (knowledge/pipeline.py)."""
+
+    OFF = "off", _("Off")
+    ANSWER_FIRST = "answer_first", _("Answer first; hand off on request or low confidence")
+    WHEN_NO_AGENT = "when_no_agent", _("Answer only when no agent is available")
+    ASSIST_ONLY = "assist_only", _("Agent-assist only: suggestions in the console")
+
+
 class Workspace(models.Model):
     """One company running the helpdesk; every other row belongs to one."""
 
@@ -73,6 +83,21 @@ class Workspace(models.Model):
         max_length=500,
         default="We are offline right now. Leave a message and we will get back to you.",
     )
+    bot_mode = models.CharField(
+        _("bot mode"), max_length=20, choices=BotMode.choices, default=BotMode.OFF
+    )
+    bot_kb_threshold = models.FloatField(
+        _("knowledge-base answer threshold"),
+        default=0.55,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_("A knowledge-base hit scoring at least this (0-1) is sent as the answer."),
+    )
+    bot_confidence_floor = models.FloatField(
+        _("AI confidence floor"),
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_("Below this share of the vote (0-1) the conversation goes to a human."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -94,6 +119,10 @@ class Workspace(models.Model):
 
     def upload_type_list(self) -> list[str]:
         return self.upload_allowed_types.split()
+
+    @property
+    def bot_answers_visitors(self) -> bool:
+        return self.bot_mode in (BotMode.ANSWER_FIRST, BotMode.WHEN_NO_AGENT)
 
 
 class Team(models.Model):

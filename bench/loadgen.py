@@ -367,8 +367,9 @@ class Worker:
             await asyncio.sleep(interval)
 
     # commands
-    async def cmd_visitors(self, gids: list[int], heartbeat: float, timeout: float,
-                           concurrency: int, deadline: float) -> dict:
+    async def cmd_visitors(
+        self, gids: list[int], heartbeat: float, timeout: float, concurrency: int, deadline: float
+    ) -> dict:
         sem = asyncio.Semaphore(concurrency)
         end = time.monotonic() + deadline
 
@@ -400,8 +401,16 @@ class Worker:
             "errors": [r["error"] for r in results if not r["ok"]],
         }
 
-    async def cmd_send(self, gids: list[int], rate: float, start_at: float, duration: float,
-                       tag: str, reply_pct: int, text_size: int) -> dict:
+    async def cmd_send(
+        self,
+        gids: list[int],
+        rate: float,
+        start_at: float,
+        duration: float,
+        tag: str,
+        reply_pct: int,
+        text_size: int,
+    ) -> dict:
         """Each visitor in ``gids`` sends ``rate`` messages/s from ``start_at`` for ``duration``."""
         self.reply_pct = reply_pct
         sent: dict[str, float] = {}
@@ -443,11 +452,16 @@ class Worker:
             )
         except TimeoutError:
             self.errors["send_schedule_overrun"] += 1
-        return {"sent": sent, "lag_ms_max": max(lags, default=0.0),
-                "lag_ms_p99": percentile(lags, 99) or 0.0, "late_sends": len(lags)}
+        return {
+            "sent": sent,
+            "lag_ms_max": max(lags, default=0.0),
+            "lag_ms_p99": percentile(lags, 99) or 0.0,
+            "late_sends": len(lags),
+        }
 
-    async def cmd_files(self, gids: list[int], per_visitor: int, size: int, tag: str,
-                        timeout: float) -> dict:
+    async def cmd_files(
+        self, gids: list[int], per_visitor: int, size: int, tag: str, timeout: float
+    ) -> dict:
         """Each visitor uploads ``per_visitor`` PNG-looking files and sends each as a message."""
         records: list[dict] = []
         sent: dict[str, float] = {}
@@ -458,8 +472,14 @@ class Worker:
                 t_wall, t0 = time.time(), time.perf_counter()
                 try:
                     status, body = await asyncio.wait_for(
-                        http_upload(self.spec["host"], v.port, self.spec["widget_key"], v,
-                                    png_payload(size), f"bench-{n}.png"),
+                        http_upload(
+                            self.spec["host"],
+                            v.port,
+                            self.spec["widget_key"],
+                            v,
+                            png_payload(size),
+                            f"bench-{n}.png",
+                        ),
                         timeout,
                     )
                     attachment = orjson.loads(body).get("attachment") if status == 201 else None
@@ -469,8 +489,12 @@ class Worker:
                 records.append({"client_id": cid, "status": status, "upload_ms": upload_ms})
                 if not attachment:
                     continue
-                frame = {"type": "message", "client_id": cid, "text": "",
-                         "attachment_id": attachment["id"]}
+                frame = {
+                    "type": "message",
+                    "client_id": cid,
+                    "text": "",
+                    "attachment_id": attachment["id"],
+                }
                 self.pending[cid] = time.perf_counter()
                 sent[cid] = t_wall  # the end-to-end time starts with the upload
                 try:
@@ -532,19 +556,20 @@ async def _abort(ws: ClientConnection) -> None:
         transport.abort()
 
 
-async def http_upload(host: str, port: int, key: str, v: Visitor, payload: bytes,
-                      filename: str) -> tuple[int, bytes]:
+async def http_upload(
+    host: str, port: int, key: str, v: Visitor, payload: bytes, filename: str
+) -> tuple[int, bytes]:
     """POST /widget/uploads/ (multipart) on a fresh HTTP/1.1 connection; (status, body)."""
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in (("key", key), ("visitor_id", v.visitor_id), ("visitor_token", v.token)):
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-            .encode()
-        )
+        disposition = f'Content-Disposition: form-data; name="{name}"'
+        parts.append(f"--{boundary}\r\n{disposition}\r\n\r\n{value}\r\n".encode())
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        f"Content-Type: image/png\r\n\r\n".encode() + payload + b"\r\n"
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + payload
+        + b"\r\n"
     )
     parts.append(f"--{boundary}--\r\n".encode())
     body = b"".join(parts)

@@ -47,34 +47,111 @@ RESULTS = BENCH / "results"
 
 PROFILES = {
     "quick": {
-        "connections": {"target": 500, "hold": 3, "heartbeat": 2, "ramp_deadline": 30,
-                        "connect_timeout": 10, "concurrency": 50, "settle": 2},
-        "chat": {"visitors": 200, "agents": 20, "rate": 100, "duration": 5, "drain": 5,
-                 "reply_pct": 20, "heartbeat": 20, "text_size": 100, "ramp_deadline": 30,
-                 "connect_timeout": 10, "concurrency": 50, "settle": 2},
-        "files": {"visitors": 20, "agents": 5, "per_visitor": 1, "size": 100 * 1024,
-                  "timeout": 20, "drain": 5, "ramp_deadline": 20, "connect_timeout": 10,
-                  "concurrency": 20, "settle": 2},
-        "saturation": {"visitors": 640, "agents": 5, "steps": [25, 100, 400, 1600, 6400],
-                       "step": 3, "drain": 3, "per_visitor_target": 4, "per_visitor_max": 10,
-                       "p99_limit_ms": 100, "text_size": 100, "ramp_deadline": 30,
-                       "connect_timeout": 10, "concurrency": 50, "settle": 2, "pause": 0.3},
+        "connections": {
+            "target": 500,
+            "hold": 3,
+            "heartbeat": 2,
+            "ramp_deadline": 30,
+            "connect_timeout": 10,
+            "concurrency": 50,
+            "settle": 2,
+        },
+        "chat": {
+            "visitors": 200,
+            "agents": 20,
+            "rate": 100,
+            "duration": 5,
+            "drain": 5,
+            "reply_pct": 20,
+            "heartbeat": 20,
+            "text_size": 100,
+            "ramp_deadline": 30,
+            "connect_timeout": 10,
+            "concurrency": 50,
+            "settle": 2,
+        },
+        "files": {
+            "visitors": 20,
+            "agents": 5,
+            "per_visitor": 1,
+            "size": 100 * 1024,
+            "timeout": 20,
+            "drain": 5,
+            "ramp_deadline": 20,
+            "connect_timeout": 10,
+            "concurrency": 20,
+            "settle": 2,
+        },
+        "saturation": {
+            "visitors": 640,
+            "agents": 5,
+            "steps": [25, 50, 100, 200, 400, 800, 1600, 3200, 6400],
+            "step": 2,
+            "drain": 3,
+            "per_visitor_target": 4,
+            "per_visitor_max": 10,
+            "p99_limit_ms": 100,
+            "text_size": 100,
+            "ramp_deadline": 30,
+            "connect_timeout": 10,
+            "concurrency": 50,
+            "settle": 2,
+            "pause": 0.3,
+        },
         "baseline_hold": 3,
     },
     "full": {
-        "connections": {"target": 20000, "hold": 60, "heartbeat": 20, "ramp_deadline": 150,
-                        "connect_timeout": 20, "concurrency": 100, "settle": 10},
-        "chat": {"visitors": 4980, "agents": 20, "rate": 500, "duration": 30, "drain": 10,
-                 "reply_pct": 20, "heartbeat": 20, "text_size": 100, "ramp_deadline": 90,
-                 "connect_timeout": 20, "concurrency": 100, "settle": 10},
-        "files": {"visitors": 100, "agents": 5, "per_visitor": 2, "size": 100 * 1024,
-                  "timeout": 30, "drain": 10, "ramp_deadline": 30, "connect_timeout": 20,
-                  "concurrency": 50, "settle": 5},
-        "saturation": {"visitors": 2000, "agents": 5,
-                       "steps": [25, 50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 19200],
-                       "step": 8, "drain": 5, "per_visitor_target": 4, "per_visitor_max": 10,
-                       "p99_limit_ms": 100, "text_size": 100, "ramp_deadline": 60,
-                       "connect_timeout": 20, "concurrency": 100, "settle": 5, "pause": 1},
+        "connections": {
+            "target": 20000,
+            "hold": 60,
+            "heartbeat": 20,
+            "ramp_deadline": 120,
+            "connect_timeout": 20,
+            "concurrency": 100,
+            "settle": 10,
+        },
+        "chat": {
+            "visitors": 4980,
+            "agents": 20,
+            "rate": 500,
+            "duration": 30,
+            "drain": 10,
+            "reply_pct": 20,
+            "heartbeat": 20,
+            "text_size": 100,
+            "ramp_deadline": 90,
+            "connect_timeout": 20,
+            "concurrency": 100,
+            "settle": 10,
+        },
+        "files": {
+            "visitors": 100,
+            "agents": 5,
+            "per_visitor": 2,
+            "size": 100 * 1024,
+            "timeout": 30,
+            "drain": 10,
+            "ramp_deadline": 30,
+            "connect_timeout": 20,
+            "concurrency": 50,
+            "settle": 5,
+        },
+        "saturation": {
+            "visitors": 2000,
+            "agents": 5,
+            "steps": [25, 50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 19200],
+            "step": 8,
+            "drain": 5,
+            "per_visitor_target": 4,
+            "per_visitor_max": 10,
+            "p99_limit_ms": 100,
+            "text_size": 100,
+            "ramp_deadline": 60,
+            "connect_timeout": 20,
+            "concurrency": 100,
+            "settle": 5,
+            "pause": 1,
+        },
         "baseline_hold": 30,
     },
 }
@@ -97,8 +174,18 @@ def ensure_requirements() -> None:
         return
     log("pip install -r bench/requirements.txt")
     subprocess.run(
-        [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar",
-         "off", "-q", "-r", str(req)],
+        [
+            str(PY),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+            "-q",
+            "-r",
+            str(req),
+        ],
         check=True,
     )
     stamp.write_text(want + "\n")
@@ -117,8 +204,10 @@ def free_ports(n: int) -> list[int]:
 
 
 def pg_conninfo(args, dbname: str) -> str:
-    return (f"host={args.pg_host} port={args.pg_port} user={args.pg_user} "
-            f"password={args.pg_password} dbname={dbname} connect_timeout=5")
+    return (
+        f"host={args.pg_host} port={args.pg_port} user={args.pg_user} "
+        f"password={args.pg_password} dbname={dbname} connect_timeout=5"
+    )
 
 
 def ensure_database(args, name: str, postgis: bool) -> None:
@@ -172,8 +261,10 @@ def check_services(args) -> None:
 def ours_env(args, media: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HELPDESK_"))}
     env.update(
-        DATABASE_URL=(f"postgis://{args.pg_user}:{args.pg_password}@{args.pg_host}:"
-                      f"{args.pg_port}/{args.db_name}"),
+        DATABASE_URL=(
+            f"postgis://{args.pg_user}:{args.pg_password}@{args.pg_host}:"
+            f"{args.pg_port}/{args.db_name}"
+        ),
         REDIS_URL=f"redis://127.0.0.1:{args.redis_port}/{args.redis_db}",
         HELPDESK_CHANNEL_PREFIX="bench",
         DJANGO_SECRET_KEY="bench-" + secrets.token_urlsafe(32),
@@ -204,18 +295,38 @@ def naive_env(args) -> dict:
 def migrate(env: dict, cwd: Path, logfile: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [str(PY), "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=cwd, env=env, stdout=logfile.open("w"), stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=env,
+        stdout=logfile.open("w"),
+        stderr=subprocess.STDOUT,
     )
 
 
 # --- server processes -------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel kills it if the bench process dies first."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Stack:
     """N server processes, one port each; stopped with SIGTERM, then SIGKILL after a deadline."""
 
-    def __init__(self, name: str, commands: list[list[str]], ports: list[int], env: dict,
-                 cwd: Path, logdir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        commands: list[list[str]],
+        ports: list[int],
+        env: dict,
+        cwd: Path,
+        logdir: Path,
+    ) -> None:
         self.name, self.commands, self.ports = name, commands, ports
         self.env, self.cwd, self.logdir = env, cwd, logdir
         self.procs: list[subprocess.Popen] = []
@@ -223,16 +334,25 @@ class Stack:
     def start(self, timeout: float = 90) -> None:
         for i, cmd in enumerate(self.commands):
             out = (self.logdir / f"{self.name}-{i}.log").open("w")
-            self.procs.append(subprocess.Popen(
-                cmd, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            ))
+            self.procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=self.cwd,
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            )
         deadline = time.monotonic() + timeout
         for port, proc in zip(self.ports, self.procs, strict=True):
             while True:
                 if proc.poll() is not None:
-                    raise SystemExit(f"{self.name} server on port {port} exited "
-                                     f"(code {proc.returncode}); see {self.logdir}")
+                    raise SystemExit(
+                        f"{self.name} server on port {port} exited "
+                        f"(code {proc.returncode}); see {self.logdir}"
+                    )
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                         if r.status == 200:
@@ -277,18 +397,101 @@ def ours_commands(args, ports: list[int]) -> tuple[list[list[str]], str]:
         import daphne
 
         label = f"daphne {daphne.__version__}"
-        return [[str(bin_ / "daphne"), "-b", "127.0.0.1", "-p", str(p),
-                 "helpdesk.asgi:application"] for p in ports], label
+        return [
+            [str(bin_ / "daphne"), "-b", "127.0.0.1", "-p", str(p), "helpdesk.asgi:application"]
+            for p in ports
+        ], label
     import uvicorn
 
-    label = (f"uvicorn {uvicorn.__version__} (uvloop, httptools, ws={args.uvicorn_ws}, "
-             f"permessage-deflate {args.ws_deflate})")
-    return [[str(bin_ / "uvicorn"), "helpdesk.asgi:application", "--host", "127.0.0.1",
-             "--port", str(p), "--loop", "uvloop", "--http", "httptools",
-             "--ws", args.uvicorn_ws, "--ws-per-message-deflate",
-             "true" if args.ws_deflate == "on" else "false",
-             "--lifespan", "off", "--log-level", "warning", "--no-access-log"]
-            for p in ports], label
+    label = (
+        f"uvicorn {uvicorn.__version__} (uvloop, httptools, ws={args.uvicorn_ws}, "
+        f"permessage-deflate {args.ws_deflate})"
+    )
+    return [
+        [
+            str(bin_ / "uvicorn"),
+            "helpdesk.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(p),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--ws",
+            args.uvicorn_ws,
+            "--ws-per-message-deflate",
+            "true" if args.ws_deflate == "on" else "false",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        for p in ports
+    ], label
+
+
+class Profiler:
+    """py-spy sampling profiles of the server processes while a scenario loads them."""
+
+    def __init__(self, pids: list[int], logdir: Path) -> None:
+        self.pids, self.logdir = pids, logdir
+        self.jobs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def __call__(self, scenario: str, seconds: float) -> None:
+        for i, pid in enumerate(self.pids):
+            out = self.logdir / f"profile-{scenario}-{i}.txt"
+            job = subprocess.Popen(
+                [
+                    str(VENV / "bin" / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--duration",
+                    str(max(1, round(seconds))),
+                    "--rate",
+                    "100",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(self.logdir / f"py-spy-{i}.log").open("w"),
+            )
+            self.jobs.append((scenario, job, out))
+
+    def collect(self) -> dict:
+        """Per scenario: the functions holding the most samples (inclusive), summed over pids."""
+        out: dict = {}
+        for scenario, job, path in self.jobs:
+            try:
+                job.wait(30)
+            except subprocess.TimeoutExpired:
+                job.kill()
+                job.wait(5)
+            entry = out.setdefault(scenario, {"samples": 0, "inclusive": {}, "files": []})
+            entry["files"].append(str(path))
+            if not path.exists():
+                continue
+            for line in path.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                if not count.isdigit():
+                    continue
+                n = int(count)
+                entry["samples"] += n
+                for frame in set(stack.split(";")[1:]):  # [0] is the process/thread
+                    entry["inclusive"][frame] = entry["inclusive"].get(frame, 0) + n
+        for entry in out.values():
+            total = max(1, entry["samples"])
+            top = sorted(entry["inclusive"].items(), key=lambda kv: -kv[1])[:40]
+            entry["top_inclusive_pct"] = [[f, round(100 * n / total, 1)] for f, n in top]
+            del entry["inclusive"]
+        self.jobs = []
+        return out
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -298,7 +501,7 @@ def _f(x, unit: str = "") -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
-        x = f"{x:,.1f}" if abs(x) < 1000 else f"{x:,.0f}"
+        x = f"{x:.3g}" if abs(x) < 1 else f"{x:,.1f}" if abs(x) < 1000 else f"{x:,.0f}"
     elif isinstance(x, int):
         x = f"{x:,}"
     return f"{x}{unit}"
@@ -315,55 +518,90 @@ def table(res: dict) -> str:
     rows = [("stack / scenario", "figures")]
     c = sc.get("connections")
     if c:
-        rows.append(("ours connections",
-                     f"target {_f(c['target'])}  held {_f(c['held'])}  failed {_f(c['failed'])}  "
-                     f"connect p50 {_f(c['connect_p50_ms'])} ms p99 {_f(c['connect_p99_ms'])} ms  "
-                     f"ramp {_f(c['ramp_s'])} s  RSS/conn {_f(c['server_rss_kb_per_conn'])} KB  "
-                     f"server CPU {_f(c['cpu']['server_cpu_pct'])}%"))
+        rows.append(
+            (
+                "ours connections",
+                f"target {_f(c['target'])}  held {_f(c['held'])}  failed {_f(c['failed'])}  "
+                f"connect p50 {_f(c['connect_p50_ms'])} ms p99 {_f(c['connect_p99_ms'])} ms  "
+                f"ramp {_f(c['ramp_s'])} s  RSS/conn {_f(c['server_rss_kb_per_conn'])} KB  "
+                f"server CPU {_f(c['cpu']['server_cpu_pct'])}%",
+            )
+        )
     ch = sc.get("chat")
     if ch:
-        rows.append(("ours chat",
-                     f"{_f(ch['connections'])} conns  {_f(ch['rate_target'])} msg/s target, "
-                     f"{_f(ch['rate_achieved'])} sent/s  v->a p50 {_f(ch['p50_ms'])} "
-                     f"p95 {_f(ch['p95_ms'])} p99 {_f(ch['p99_ms'])} ms  ack p99 "
-                     f"{_f(ch['ack_p99_ms'])} ms  a->v p99 {_f(ch['a2v_p99_ms'])} ms"))
-        rows.append(("",
-                     f"sent {_f(ch['sent'])}  acked {_f(ch['acked'])}  stored {_f(ch['stored'])}  "
-                     f"delivered {_f(ch['delivered'])}  lost {_f(ch['lost'])}  replies "
-                     f"{_f(ch['replies_delivered'])}/{_f(ch['replies_sent'])}  server CPU "
-                     f"{_f(ch['cpu']['server_cpu_pct'])}%  loadgen CPU "
-                     f"{_f(ch['cpu']['loadgen_cpu_pct'])}%"))
+        rows.append(
+            (
+                "ours chat",
+                f"{_f(ch['connections'])} conns  {_f(ch['rate_target'])} msg/s target, "
+                f"{_f(ch['rate_achieved'])} sent/s  v->a p50 {_f(ch['p50_ms'])} "
+                f"p95 {_f(ch['p95_ms'])} p99 {_f(ch['p99_ms'])} ms  ack p99 "
+                f"{_f(ch['ack_p99_ms'])} ms  a->v p99 {_f(ch['a2v_p99_ms'])} ms",
+            )
+        )
+        rows.append(
+            (
+                "",
+                f"sent {_f(ch['sent'])}  acked {_f(ch['acked'])}  stored {_f(ch['stored'])}  "
+                f"delivered {_f(ch['delivered'])}  lost {_f(ch['lost'])}  replies "
+                f"{_f(ch['replies_delivered'])}/{_f(ch['replies_sent'])}  server CPU "
+                f"{_f(ch['cpu']['server_cpu_pct'])}%  loadgen CPU "
+                f"{_f(ch['cpu']['loadgen_cpu_pct'])}%",
+            )
+        )
     fi = sc.get("files")
     if fi:
-        rows.append(("ours files",
-                     f"{_f(fi['uploads'])} uploads of {fi['size_kb']} KB  failed {_f(fi['failed'])}  "
-                     f"upload p50 {_f(fi['upload_p50_ms'])} p99 {_f(fi['upload_p99_ms'])} ms  "
-                     f"upload->agent p99 {_f(fi['p99_ms'])} ms"))
+        rows.append(
+            (
+                "ours files",
+                f"{_f(fi['uploads'])} uploads of {fi['size_kb']} KB  failed {_f(fi['failed'])}  "
+                f"upload p50 {_f(fi['upload_p50_ms'])} p99 {_f(fi['upload_p99_ms'])} ms  "
+                f"upload->agent p99 {_f(fi['p99_ms'])} ms",
+            )
+        )
     bo = sc.get("bot")
     if bo:
         rows.append(("ours bot", f"questions {bo['questions']}  ({bo.get('skipped', '')})"))
-    for name, sat in (("ours", sc.get("saturation")),
-                      ("limit", res["baselines"].get("limit", {}).get("saturation")),
-                      ("naive", res["baselines"].get("naive", {}).get("saturation"))):
+    for name, sat in (
+        ("ours", sc.get("saturation")),
+        ("limit", res["baselines"].get("limit", {}).get("saturation")),
+        ("naive", res["baselines"].get("naive", {}).get("saturation")),
+    ):
         if not sat:
             continue
         steps = "  ".join(
             f"{s['rate']}{'ok' if s['held'] else 'X'}(p99 {_f(s['p99_ms'])})" for s in sat["steps"]
         )
-        rows.append((f"{name} saturation",
-                     f"max {_f(sat['max_rate'])} msg/s (p99 {_f(sat['p99_ms'])} ms)  steps: {steps}"))
+        held = [s for s in sat["steps"] if s["held"]]
+        cost = _f(held[-1]["server_cpu_ms_per_msg"]) if held else "-"
+        at_least = ">= " if sat.get("capped") else ""
+        rows.append(
+            (
+                f"{name} saturation",
+                f"max {at_least}{_f(sat['max_rate'])} msg/s (p99 {_f(sat['p99_ms'])} ms, "
+                f"server CPU {cost} ms/msg)  steps: {steps}",
+            )
+        )
         rows.append(("", f"stopped: {sat['stopped']}"))
     for name in ("limit", "naive"):
         b = res["baselines"].get(name, {}).get("connections")
         if b:
-            rows.append((f"{name} connections",
-                         f"target {_f(b['target'])}  held {_f(b['held'])}  connect p50 "
-                         f"{_f(b['connect_p50_ms'])} ms p99 {_f(b['connect_p99_ms'])} ms  ramp "
-                         f"{_f(b['ramp_s'])} s  RSS/conn {_f(b['server_rss_kb_per_conn'])} KB"))
+            rows.append(
+                (
+                    f"{name} connections",
+                    f"target {_f(b['target'])}  held {_f(b['held'])}  connect p50 "
+                    f"{_f(b['connect_p50_ms'])} ms p99 {_f(b['connect_p99_ms'])} ms  ramp "
+                    f"{_f(b['ramp_s'])} s  RSS/conn {_f(b['server_rss_kb_per_conn'])} KB",
+                )
+            )
     r = res["ratios"]
-    rows.append(("ratios", f"rate ours/limit {_f(r['rate_vs_limit'])}  ours/naive "
-                           f"{_f(r['rate_vs_naive'])}  conns ours/limit {_f(r['conns_vs_limit'])}  "
-                           f"ours/naive {_f(r['conns_vs_naive'])}"))
+    rows.append(
+        (
+            "ratios",
+            f"rate ours/limit {_f(r['rate_vs_limit'])}  ours/naive "
+            f"{_f(r['rate_vs_naive'])}  conns ours/limit {_f(r['conns_vs_limit'])}  "
+            f"ours/naive {_f(r['conns_vs_naive'])}",
+        )
+    )
     width = max(len(a) for a, _ in rows)
     lines += [f"{a.ljust(width)} | {b}" for a, b in rows]
     return "\n".join(lines)
@@ -385,8 +623,16 @@ def machine() -> dict:
     except OSError:
         pass
     versions = {}
-    for mod in ("django", "channels", "channels_redis", "daphne", "uvicorn", "websockets",
-                "redis", "psycopg"):
+    for mod in (
+        "django",
+        "channels",
+        "channels_redis",
+        "daphne",
+        "uvicorn",
+        "websockets",
+        "redis",
+        "psycopg",
+    ):
         try:
             versions[mod] = __import__(mod).__version__
         except Exception:
@@ -407,45 +653,90 @@ def machine() -> dict:
 
 def parse_args():
     env_quick = os.environ.get("QUICK", "").lower() in ("1", "true", "yes", "on")
-    parser = argparse.ArgumentParser(description="Run the helpdesk benchmark (docs/performance.md).")
-    parser.add_argument("--quick", action="store_true", default=env_quick,
-                        help="the quick profile (also QUICK=1 in the environment)")
-    parser.add_argument("--server", choices=["daphne", "uvicorn"],
-                        default=os.environ.get("BENCH_SERVER", "daphne"))
-    parser.add_argument("--uvicorn-ws", choices=["websockets", "websockets-sansio", "wsproto"],
-                        default="websockets")
-    parser.add_argument("--ws-deflate", choices=["on", "off"], default="on",
-                        help="uvicorn's permessage-deflate (the clients offer it, as browsers do)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 0))
-                        or os.cpu_count(), help="ASGI server processes (default: one per core)")
+    parser = argparse.ArgumentParser(
+        description="Run the helpdesk benchmark (docs/performance.md)."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=env_quick,
+        help="the quick profile (also QUICK=1 in the environment)",
+    )
+    parser.add_argument(
+        "--server", choices=["daphne", "uvicorn"], default=os.environ.get("BENCH_SERVER", "daphne")
+    )
+    parser.add_argument(
+        "--uvicorn-ws", choices=["websockets", "websockets-sansio", "wsproto"], default="websockets"
+    )
+    parser.add_argument(
+        "--ws-deflate",
+        choices=["on", "off"],
+        default="on",
+        help="uvicorn's permessage-deflate (the clients offer it, as browsers do)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("BENCH_WORKERS", 0)) or os.cpu_count(),
+        help="ASGI server processes (default: one per core)",
+    )
     parser.add_argument("--loadgen-workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"comma-separated subset of {','.join(SCENARIOS)}")
-    parser.add_argument("--baselines", default=os.environ.get("BENCH_BASELINES", "limit,naive"),
-                        help="comma-separated subset of limit,naive ('' for none)")
-    parser.add_argument("--baseline-fanout", choices=["all", "one"], default="all",
-                        help="baselines send a visitor message to all agents, or to one")
-    parser.add_argument("--naive-workers", type=int, default=0,
-                        help="daphne processes of the naive stack (default: as --workers)")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--baselines",
+        default=os.environ.get("BENCH_BASELINES", "limit,naive"),
+        help="comma-separated subset of limit,naive ('' for none)",
+    )
+    parser.add_argument(
+        "--baseline-fanout",
+        choices=["all", "one"],
+        default="all",
+        help="baselines send a visitor message to all agents, or to one",
+    )
+    parser.add_argument(
+        "--naive-workers",
+        type=int,
+        default=0,
+        help="daphne processes of the naive stack (default: as --workers)",
+    )
     parser.add_argument("--connections", type=int, default=0, help="override the target")
-    parser.add_argument("--src-addrs", type=int, default=0,
-                        help="force N loopback source addresses (default: as needed)")
+    parser.add_argument(
+        "--src-addrs",
+        type=int,
+        default=0,
+        help="force N loopback source addresses (default: as needed)",
+    )
     parser.add_argument("--client-deflate", choices=["on", "off"], default="on")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profiles of our servers during the chat scenario",
+    )
     parser.add_argument("--pg-host", default="127.0.0.1")
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-user", default="postgres")
     parser.add_argument("--pg-password", default=os.environ.get("BENCH_PG_PASSWORD", "postgres"))
     parser.add_argument("--db-name", default="helpdesk_bench")
     parser.add_argument("--redis-port", type=int, default=6379)
-    parser.add_argument("--redis-db", type=int, default=13,
-                        help="Redis DB of our stack; the naive stack uses the next one")
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        default=13,
+        help="Redis DB of our stack; the naive stack uses the next one",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     return parser.parse_args()
 
 
 def main() -> int:
-    if Path(sys.executable).resolve() != PY.resolve() and PY.exists() and not os.environ.get(
-        "BENCH_NO_REEXEC"
+    if (
+        Path(sys.executable).resolve() != PY.resolve()
+        and PY.exists()
+        and not os.environ.get("BENCH_NO_REEXEC")
     ):
         os.environ["BENCH_NO_REEXEC"] = "1"
         os.execv(str(PY), [str(PY), *sys.argv])
@@ -456,12 +747,14 @@ def main() -> int:
     ensure_requirements()
     sys.path.insert(0, str(BENCH))
     from loadgen import raise_nofile
-    from scenarios import Probe, Target, connections, chat, files, saturation
+    from scenarios import Probe, Target, chat, connections, files, saturation
 
     nofile = raise_nofile()  # the servers inherit it
     profile = PROFILES["quick" if args.quick else "full"]
     if args.connections:
         profile["connections"]["target"] = args.connections
+    for name in ("connections", "chat", "saturation"):
+        profile[name]["src_addrs"] = args.src_addrs
     wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     check_services(args)
@@ -486,8 +779,10 @@ def main() -> int:
     flush_redis(args, args.redis_db + 1)
 
     compression = "deflate" if args.client_deflate == "on" else None
-    agents_needed = max(PROFILES["quick" if args.quick else "full"][s].get("agents", 0)
-                        for s in ("chat", "files", "saturation"))
+    agents_needed = max(
+        PROFILES["quick" if args.quick else "full"][s].get("agents", 0)
+        for s in ("chat", "files", "saturation")
+    )
     result: dict = {
         "quick": args.quick,
         "server": "",
@@ -514,9 +809,18 @@ def main() -> int:
         commands, label = ours_commands(args, ports)
         result["server"] = label
         seed = subprocess.run(
-            [str(PY), str(BENCH / "seed.py"), "--agents", str(agents_needed),
-             *[a for p in ports for a in ("--origin", f"http://127.0.0.1:{p}")]],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+            [
+                str(PY),
+                str(BENCH / "seed.py"),
+                "--agents",
+                str(agents_needed),
+                *[a for p in ports for a in ("--origin", f"http://127.0.0.1:{p}")],
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if seed.returncode != 0:
             raise SystemExit(f"seed failed:\n{seed.stderr[-3000:]}")
@@ -525,10 +829,23 @@ def main() -> int:
         stacks.append(stack)
         log(f"starting {label} x{args.workers} on ports {ports}")
         stack.start()
-        spec = {"host": "127.0.0.1", "ports": ports, "widget_key": seeded["widget_key"],
-                "agents": seeded["agents"], "visitor_query": "", "compression": compression}
-        target = Target("ours", spec, Probe(stack.pids), args.loadgen_workers,
-                        stored_counter(args, args.db_name, "chat_message"))
+        spec = {
+            "host": "127.0.0.1",
+            "ports": ports,
+            "widget_key": seeded["widget_key"],
+            "agents": seeded["agents"],
+            "visitor_query": "",
+            "compression": compression,
+        }
+        profiler = Profiler(stack.pids, logdir) if args.profile else None
+        target = Target(
+            "ours",
+            spec,
+            Probe(stack.pids),
+            args.loadgen_workers,
+            stored_counter(args, args.db_name, "chat_message"),
+            profiler,
+        )
         sc = result["scenarios"]
         if "connections" in wanted:
             log(f"ours: connections ({profile['connections']['target']})")
@@ -536,12 +853,19 @@ def main() -> int:
         if "chat" in wanted:
             log("ours: chat")
             sc["chat"] = chat(target, profile["chat"], f"{run_id}c-")
+            if profiler:
+                result["profiles"] = profiler.collect()
         if "files" in wanted:
             log("ours: files")
             sc["files"] = files(target, profile["files"], f"{run_id}f-")
         if "bot" in wanted:
-            sc["bot"] = {"questions": 0, "answered": 0, "p50_ms": None, "p99_ms": None,
-                         "skipped": "no bot yet"}
+            sc["bot"] = {
+                "questions": 0,
+                "answered": 0,
+                "p50_ms": None,
+                "p99_ms": None,
+                "skipped": "no bot yet",
+            }
         if "saturation" in wanted:
             log("ours: saturation")
             sc["saturation"] = saturation(target, profile["saturation"], f"{run_id}s")
@@ -552,14 +876,31 @@ def main() -> int:
         for name in baselines:
             if name == "limit":
                 bports = free_ports(1)
-                cmds = [[str(PY), str(BENCH / "baselines" / "relay.py"), "--port",
-                         str(bports[0]), "--fanout", args.baseline_fanout]]
+                cmds = [
+                    [
+                        str(PY),
+                        str(BENCH / "baselines" / "relay.py"),
+                        "--port",
+                        str(bports[0]),
+                        "--fanout",
+                        args.baseline_fanout,
+                    ]
+                ]
                 stack = Stack("limit", cmds, bports, os.environ.copy(), ROOT, logdir)
                 stored = None
             elif name == "naive":
                 bports = free_ports(args.naive_workers or args.workers)
-                cmds = [[str(VENV / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(p),
-                         "naive.asgi:application"] for p in bports]
+                cmds = [
+                    [
+                        str(VENV / "bin" / "daphne"),
+                        "-b",
+                        "127.0.0.1",
+                        "-p",
+                        str(p),
+                        "naive.asgi:application",
+                    ]
+                    for p in bports
+                ]
                 stack = Stack("naive", cmds, bports, nenv, NAIVE_DIR, logdir)
                 stored = stored_counter(args, args.db_name + "_naive", "room_message")
             else:
@@ -568,9 +909,14 @@ def main() -> int:
             log(f"starting baseline {name}")
             stack.start()
             agents = [{"index": i, "id": i, "cookie": ""} for i in range(agents_needed)]
-            bspec = {"host": "127.0.0.1", "ports": bports, "widget_key": "bench",
-                     "agents": agents, "compression": compression,
-                     "visitor_query": f"&agents={profile['saturation']['agents']}"}
+            bspec = {
+                "host": "127.0.0.1",
+                "ports": bports,
+                "widget_key": "bench",
+                "agents": agents,
+                "compression": compression,
+                "visitor_query": f"&agents={profile['saturation']['agents']}",
+            }
             btarget = Target(name, bspec, Probe(stack.pids), args.loadgen_workers, stored)
             b: dict = {}
             if "connections" in wanted:
@@ -612,8 +958,10 @@ def main() -> int:
     print()
     print(table(result))
     print()
-    log(f"wrote {out / 'latest.json'} and {stamp}-{kind}.json in {result['wall_s']} s; "
-        f"server logs in {logdir}")
+    log(
+        f"wrote {out / 'latest.json'} and {stamp}-{kind}.json in {result['wall_s']} s; "
+        f"server logs in {logdir}"
+    )
     return 0
 
 

@@ -34,6 +34,8 @@ class Target:
     probe: "Probe"
     workers: int
     stored: Callable[[str], set[str]] | None = None  # client ids stored under a prefix
+    # called with the length of the measured window just before it starts (profiling)
+    on_load: Callable[[str, float], None] | None = None
 
 
 class Probe:
@@ -96,7 +98,9 @@ def cpu_of_others() -> dict[str, float]:
             t = p.info["cpu_times"]
             if t is None:
                 continue
-            if name.startswith("postgres") and "helpdesk_bench" in " ".join(p.info["cmdline"] or []):
+            if name.startswith("postgres") and "helpdesk_bench" in " ".join(
+                p.info["cmdline"] or []
+            ):
                 out["postgres_bench"] += t.user + t.system
             elif name.startswith("redis-server"):
                 out["redis"] += t.user + t.system
@@ -116,21 +120,24 @@ class Meter:
     def read(self) -> dict[str, float]:
         wall = max(1e-6, time.monotonic() - self.t0)
         others = cpu_of_others()
+        server_s = self.server.cpu_s() - self.s0
         out = {
-            "server_cpu_pct": (self.server.cpu_s() - self.s0) / wall * 100,
+            "server_cpu_s": server_s,
+            "server_cpu_pct": server_s / wall * 100,
             "loadgen_cpu_pct": (self.loadgen.cpu_s() - self.l0) / wall * 100,
         }
         for k, v in others.items():
             out[f"{k}_cpu_pct"] = max(0.0, v - self.o0[k]) / wall * 100
-        return {k: round(v, 1) for k, v in out.items()}
+        return {k: round(v, 2 if k.endswith("_s") else 1) for k, v in out.items()}
 
 
 def _r(x, nd: int = 1):
     return None if x is None else round(x, nd)
 
 
-def _spec(target: Target, *, max_seconds: float, conns_per_port: int, force_src: int,
-          agents: int) -> dict:
+def _spec(
+    target: Target, *, max_seconds: float, conns_per_port: int, force_src: int, agents: int
+) -> dict:
     return target.spec | {
         "max_seconds": max_seconds,
         "src_addrs": source_addresses(conns_per_port, force_src),
@@ -277,7 +284,9 @@ class Ledger:
         self.errors = errors  # the workers report cumulative counts
 
     def expected_replies(self) -> set[str]:
-        return {f"{c}r" for c in self.agent_first if c in self.sent and should_reply(c, self.reply_pct)}
+        return {
+            f"{c}r" for c in self.agent_first if c in self.sent and should_reply(c, self.reply_pct)
+        }
 
     def complete(self) -> bool:
         for cid in self.sent:
@@ -343,8 +352,17 @@ class Ledger:
         }
 
 
-def _send(lg: LoadGen, gids: list[int], *, rate_per_visitor: float, duration: float, tag: str,
-          reply_pct: int, text_size: int, lead: float = 0.5) -> tuple[Ledger, dict]:
+def _send(
+    lg: LoadGen,
+    gids: list[int],
+    *,
+    rate_per_visitor: float,
+    duration: float,
+    tag: str,
+    reply_pct: int,
+    text_size: int,
+    lead: float = 0.5,
+) -> tuple[Ledger, dict]:
     start_at = time.time() + lead
     replies = lg.call(
         "send",
@@ -391,6 +409,8 @@ def chat(target: Target, p: dict, tag: str) -> dict:
         ramp = _connect(lg, list(range(v)), heartbeat=p["heartbeat"], p=p)
         gids = list(range(v))
         meter = Meter(target.probe, Probe(lg.pids))
+        if target.on_load:
+            target.on_load("chat", p["duration"] + 1)
         ledger, lag = _send(
             lg,
             gids,
@@ -413,12 +433,27 @@ def chat(target: Target, p: dict, tag: str) -> dict:
         "drain_s": _r(drained, 2),
         "connect_failed": ramp["failed"],
         "reply_pct": p["reply_pct"],
+        "server_cpu_ms_per_msg": _r(cpu["server_cpu_s"] * 1000 / len(ledger.sent), 2)
+        if ledger.sent
+        else None,
         "cpu": cpu,
         **lag,
     }
     # key order of the schema first
-    keys = ["connections", "rate_target", "rate_achieved", "p50_ms", "p95_ms", "p99_ms",
-            "ack_p99_ms", "sent", "acked", "stored", "delivered", "lost"]
+    keys = [
+        "connections",
+        "rate_target",
+        "rate_achieved",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "ack_p99_ms",
+        "sent",
+        "acked",
+        "stored",
+        "delivered",
+        "lost",
+    ]
     return {k: out[k] for k in keys} | {k: v for k, v in out.items() if k not in keys}
 
 
@@ -444,8 +479,13 @@ def files(target: Target, p: dict, tag: str) -> dict:
         replies = lg.call(
             "files",
             [
-                {"gids": part, "per_visitor": p["per_visitor"], "size": p["size"], "tag": tag,
-                 "timeout": p["timeout"]}
+                {
+                    "gids": part,
+                    "per_visitor": p["per_visitor"],
+                    "size": p["size"],
+                    "tag": tag,
+                    "timeout": p["timeout"],
+                }
                 for part in lg.split(list(range(v)))
             ],
             timeout=p["timeout"] * p["per_visitor"] + 30,
@@ -541,13 +581,37 @@ def saturation(target: Target, p: dict, tag: str) -> dict:
                 reasons.append(f"{s['refused']} refused")
             if (s["rate_achieved"] or 0) < 0.9 * rate:
                 reasons.append(f"sent {s['rate_achieved']} msg/s of {rate}")
+            per_msg = cpu["server_cpu_s"] * 1000 / s["sent"] if s["sent"] else None
             steps.append(
-                {"rate": rate, "visitors": active, "held": not reasons, "why": reasons,
-                 "drain_s": _r(drained, 2), "cpu": cpu, **lag,
-                 **{k2: s[k2] for k2 in ("rate_achieved", "p50_ms", "p95_ms", "p99_ms",
-                                         "max_ms", "ack_p99_ms", "sent", "acked", "stored",
-                                         "delivered", "lost", "unacked", "refused",
-                                         "deliveries_per_message")}}
+                {
+                    "rate": rate,
+                    "server_cpu_ms_per_msg": _r(per_msg, 2),
+                    "visitors": active,
+                    "held": not reasons,
+                    "why": reasons,
+                    "drain_s": _r(drained, 2),
+                    "cpu": cpu,
+                    **lag,
+                    **{
+                        k2: s[k2]
+                        for k2 in (
+                            "rate_achieved",
+                            "p50_ms",
+                            "p95_ms",
+                            "p99_ms",
+                            "max_ms",
+                            "ack_p99_ms",
+                            "sent",
+                            "acked",
+                            "stored",
+                            "delivered",
+                            "lost",
+                            "unacked",
+                            "refused",
+                            "deliveries_per_message",
+                        )
+                    },
+                }
             )
             if reasons:
                 stop_reason = f"{rate} msg/s: " + ", ".join(reasons)
@@ -560,6 +624,8 @@ def saturation(target: Target, p: dict, tag: str) -> dict:
         "p99_ms": best["p99_ms"] if best else (steps[0]["p99_ms"] if steps else None),
         # extras
         "max_rate_achieved": best["rate_achieved"] if best else 0,
+        # every step held: max_rate is a lower bound (the schedule or pool ran out)
+        "capped": bool(steps) and all(s["held"] for s in steps),
         "stopped": stop_reason,
         "visitors": pool,
         "connect_failed": connect_failed,

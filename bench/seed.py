@@ -81,7 +81,11 @@ def seed(*, agents: int, origins: list[str]) -> dict:
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.save()
         out.append(
-            {"index": i, "id": agent.pk, "cookie": f"{settings.SESSION_COOKIE_NAME}={store.session_key}"}
+            {
+                "index": i,
+                "id": agent.pk,
+                "cookie": f"{settings.SESSION_COOKIE_NAME}={store.session_key}",
+            }
         )
     return {"widget_key": workspace.widget_key, "workspace_id": workspace.pk, "agents": out}
 

@@ -61,6 +61,10 @@ CONSOLE_STRINGS = {
     "unknown": _("—"),
     "page_title": _("Helpdesk console"),
     "error": _("Error: %(message)s"),
+    "suggesting": _("Thinking…"),
+    "no_suggestion": _("No suggestion: %(reason)s"),
+    "source_kb": _("from the knowledge base, score %(score)s"),
+    "source_ai": _("from the AI providers' vote, confidence %(score)s"),
 }
 
 
@@ -94,7 +98,12 @@ def console_index(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "console/index.html",
-        {"agent": agent, "console_config": console_config(request, agent)},
+        {
+            "agent": agent,
+            "console_config": console_config(request, agent),
+            # Agent-assist (the suggest button) unless the workspace's bot mode is off.
+            "assist_enabled": agent.workspace.bot_mode != "off",
+        },
     )
 
 

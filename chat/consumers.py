@@ -8,30 +8,43 @@ in docs/protocol.md; ``PROTOCOL_VERSION`` changes when a frame changes incompati
 import json
 import logging
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from channels.db import database_sync_to_async
+from channels.db import database_sync_to_async as _database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from accounts.models import normalize_origin
+from knowledge import pipeline as bot_pipeline
+from knowledge.tasks import assist_suggest_task
 
 from . import frames, selectors, services
 from .errors import ChatError
+from .message_store import NewMessage
 from .models import SenderKind
 from .realtime import (
+    agent_group,
     broadcast_now,
+    conversation_group,
+    remember_event_loop,
     visitor_group,
     workspace_agents_group,
     workspace_visitors_group,
 )
 from .visitor_info import client_ip, header
 from .widget_text import widget_strings
+from .writer import get_writer
 
 log = logging.getLogger(__name__)
+
+# Django's connections follow the async context into sync_to_async threads, so calls
+# must stay thread-sensitive (one database thread per process). The hot path, storing
+# messages, has its own thread and batches instead: see chat.writer.
+database_sync_to_async = _database_sync_to_async
 
 PROTOCOL_VERSION = 1
 CLOSE_INVALID_KEY = 4004
@@ -73,6 +86,7 @@ class FrameConsumer(AsyncWebsocketConsumer):
     rate_burst = 40.0
 
     async def connect(self) -> None:
+        remember_event_loop()
         self.hello_done = False
         self._tokens = self.rate_burst
         self._tokens_at = time.monotonic()
@@ -149,6 +163,18 @@ class FrameConsumer(AsyncWebsocketConsumer):
 
     async def chat_receipt(self, event: dict) -> None:
         await self.send_frame(event | {"type": "receipt"})
+
+    async def chat_batch(self, event: dict) -> None:
+        """Several events for this group from one committed batch, in order."""
+        for item in event["events"]:
+            await getattr(self, item["type"].replace(".", "_"))(item)
+
+    async def store_message(self, item: NewMessage):
+        """Store through this process's group-commit writer; returns the Message."""
+        result = await get_writer().store(item)
+        if result.error is not None:
+            raise result.error
+        return result.message
 
 
 # --- visitor ----------------------------------------------------------------------------------
@@ -229,6 +255,11 @@ def _visitor_page(visitor, page) -> None:
     services.visitor_page_view(visitor=visitor, page=page)
 
 
+@database_sync_to_async
+def _visitor_handoff(visitor) -> None:
+    bot_pipeline.human_requested(visitor=visitor)
+
+
 def origin_allowed(scope: dict, workspace) -> bool:
     """The page's origin is this server's own or one the workspace lists."""
     raw = header(scope, b"origin")
@@ -256,6 +287,7 @@ class VisitorConsumer(FrameConsumer):
         "receipt": "frame_receipt",
         "leave_message": "frame_leave_message",
         "page": "frame_page",
+        "handoff": "frame_handoff",
     }
 
     async def connect(self) -> None:
@@ -312,6 +344,7 @@ class VisitorConsumer(FrameConsumer):
                     else None
                 ),
                 "agents_online": info["agents_online"],
+                "bot": self.workspace.bot_answers_visitors,
                 "welcome_text": self.workspace.welcome_text,
                 "offline_text": self.workspace.offline_text,
                 "limits": {
@@ -368,7 +401,26 @@ class VisitorConsumer(FrameConsumer):
 
     async def frame_message(self, frame: dict) -> None:
         _require(frame, "client_id", str)
-        await self._ack(await _visitor_send(self.visitor, frame))
+        client_id, text = services.message_input_clean(
+            client_id=frame["client_id"],
+            text=frame.get("text"),
+            attachment_id=frame.get("attachment_id"),
+        )
+        if self.conversation_id is None:  # the first message opens the conversation
+            await self._ack(await _visitor_send(self.visitor, frame))
+            return
+        message = await self.store_message(
+            NewMessage(
+                conversation_id=self.conversation_id,
+                workspace_id=self.workspace.pk,
+                sender_kind=SenderKind.VISITOR,
+                client_id=client_id,
+                text=text,
+                attachment_id=frame.get("attachment_id"),
+                visitor_id=self.visitor.pk,
+            )
+        )
+        await self._ack(message)
 
     async def frame_leave_message(self, frame: dict) -> None:
         _require(frame, "client_id", str)
@@ -379,7 +431,7 @@ class VisitorConsumer(FrameConsumer):
         if self.conversation_id is None:
             return  # nobody to tell yet
         await broadcast_now(
-            workspace_agents_group(self.workspace.pk),
+            conversation_group(self.conversation_id),  # the agents who have it open
             {
                 "type": "chat.typing",
                 "conversation_id": self.conversation_id,
@@ -399,6 +451,10 @@ class VisitorConsumer(FrameConsumer):
 
     async def frame_page(self, frame: dict) -> None:
         await _visitor_page(self.visitor, frame.get("page"))
+
+    async def frame_handoff(self, frame: dict) -> None:
+        # The bot's "a human will take over" message arrives as a normal message frame.
+        await _visitor_handoff(self.visitor)
 
     # Events from the channel layer.
     async def chat_message(self, event: dict) -> None:
@@ -475,18 +531,6 @@ def _agent_open(agent, conversation_id, after_seq: int) -> dict:
 
 
 @database_sync_to_async
-def _agent_send(agent, frame: dict):
-    message, _ = services.agent_message_send(
-        agent=agent,
-        conversation_id=frame.get("conversation_id"),
-        client_id=frame.get("client_id"),
-        text=frame.get("text"),
-        attachment_id=frame.get("attachment_id"),
-    )
-    return message
-
-
-@database_sync_to_async
 def _agent_receipt(agent, conversation_id, seq, read: bool) -> None:
     conversation = selectors.conversation_get_for_agent(
         agent=agent, conversation_id=conversation_id
@@ -510,6 +554,17 @@ def _agent_typing_target(agent, conversation_id) -> int | None:
 
 
 @database_sync_to_async
+def _agent_suggest(agent, conversation_id, channel_name: str) -> None:
+    conversation = selectors.conversation_get_for_agent(
+        agent=agent, conversation_id=conversation_id
+    )
+    if conversation is None:
+        raise ChatError("not_found", "No such conversation in your workspace.")
+    # Computed by a worker and sent to this socket only (as "suggestion"), never to the visitor.
+    assist_suggest_task.delay(agent.pk, conversation.pk, channel_name)
+
+
+@database_sync_to_async
 def _agent_heartbeat(agent, channel_name: str) -> int:
     account_services.agent_connection_touch(channel_name=channel_name)
     return selectors.workspace_last_message_id(workspace_id=agent.workspace_id)
@@ -527,6 +582,7 @@ class AgentConsumer(FrameConsumer):
         "receipt": "frame_receipt",
         "resolve": "frame_resolve",
         "list": "frame_list",
+        "suggest": "frame_suggest",
     }
 
     async def connect(self) -> None:
@@ -536,13 +592,19 @@ class AgentConsumer(FrameConsumer):
             return
         await super().connect()
         self.group = workspace_agents_group(self.agent.workspace_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.watching: str | None = None  # the group of the conversation open on screen
+        # An agent can hear of one message twice (as assignee and as watcher).
+        self._seen: deque = deque(maxlen=512)
+        for group in (self.group, agent_group(self.agent.pk)):
+            await self.channel_layer.group_add(group, self.channel_name)
         await _agent_connected(self.agent, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "agent", None) is None:
             return
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in (self.group, agent_group(self.agent.pk), self.watching):
+            if group:
+                await self.channel_layer.group_discard(group, self.channel_name)
         await _agent_disconnected(self.agent, self.channel_name)
 
     async def frame_hello(self, frame: dict) -> None:
@@ -572,12 +634,34 @@ class AgentConsumer(FrameConsumer):
         conversation_id = _require(frame, "conversation_id", int)
         after = _optional_int(frame, "last_seq")
         data = await _agent_open(self.agent, conversation_id, after)
+        group = conversation_group(conversation_id)
+        if group != self.watching:
+            # Join before answering so nothing committed after the history read is missed.
+            await self.channel_layer.group_add(group, self.channel_name)
+            if self.watching:
+                await self.channel_layer.group_discard(self.watching, self.channel_name)
+            self.watching = group
         await self.send_frame({"type": "history", "conversation_id": conversation_id, **data})
 
     async def frame_message(self, frame: dict) -> None:
-        _require(frame, "conversation_id", int)
+        conversation_id = _require(frame, "conversation_id", int)
         _require(frame, "client_id", str)
-        message = await _agent_send(self.agent, frame)
+        client_id, text = services.message_input_clean(
+            client_id=frame["client_id"],
+            text=frame.get("text"),
+            attachment_id=frame.get("attachment_id"),
+        )
+        message = await self.store_message(
+            NewMessage(
+                conversation_id=conversation_id,
+                workspace_id=self.agent.workspace_id,
+                sender_kind=SenderKind.AGENT,
+                client_id=client_id,
+                text=text,
+                attachment_id=frame.get("attachment_id"),
+                agent_id=self.agent.pk,
+            )
+        )
         await self.send_frame(
             {
                 "type": "ack",
@@ -604,7 +688,9 @@ class AgentConsumer(FrameConsumer):
             "active": active,
         }
         await broadcast_now(visitor_group(visitor_id), event)
-        await broadcast_now(self.group, event | {"skip": self.channel_name})
+        await broadcast_now(
+            conversation_group(conversation_id), event | {"skip": self.channel_name}
+        )
 
     async def frame_receipt(self, frame: dict) -> None:
         conversation_id = _require(frame, "conversation_id", int)
@@ -617,11 +703,31 @@ class AgentConsumer(FrameConsumer):
     async def frame_resolve(self, frame: dict) -> None:
         await _agent_resolve(self.agent, _require(frame, "conversation_id", int))
 
+    async def frame_suggest(self, frame: dict) -> None:
+        conversation_id = _require(frame, "conversation_id", int)
+        await _agent_suggest(self.agent, conversation_id, self.channel_name)
+
     # Events from the channel layer.
     async def chat_message(self, event: dict) -> None:
+        key = (event["message"]["conversation_id"], event["message"]["seq"])
+        if key in self._seen:
+            return
+        self._seen.append(key)
         await self.send_frame(
             {"type": "message", "message": event["message"], "conversation": event["conversation"]}
         )
 
     async def chat_conversation(self, event: dict) -> None:
         await self.send_frame({"type": "conversation", "conversation": event["conversation"]})
+
+    async def assist_suggestion(self, event: dict) -> None:
+        await self.send_frame(
+            {
+                "type": "suggestion",
+                "conversation_id": event["conversation_id"],
+                "text": event["text"],
+                "source": event["source"],
+                "confidence": event["confidence"],
+                "reason": event["reason"],
+            }
+        )

@@ -6,6 +6,7 @@ A lost broadcast only delays a client: every client resumes from its last sequen
 number and heartbeats tell it when it is behind.
 """
 
+import asyncio
 import logging
 from typing import Any
 
@@ -20,6 +21,10 @@ def conversation_group(conversation_id: int) -> str:
     return f"conv.{conversation_id}"
 
 
+def agent_group(agent_id: int) -> str:
+    return f"agent.{agent_id}"
+
+
 def visitor_group(visitor_id: int) -> str:
     return f"visitor.{visitor_id}"
 
@@ -32,12 +37,28 @@ def workspace_visitors_group(workspace_id: int) -> str:
     return f"ws.{workspace_id}.visitors"
 
 
+_main_loop: asyncio.AbstractEventLoop | None = None
+
+
+def remember_event_loop() -> None:
+    """Called by consumers: the loop the channel layer (and its sockets) lives on."""
+    global _main_loop
+    _main_loop = asyncio.get_running_loop()
+
+
 def _send(group: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, event)
+        loop = _main_loop
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            # From any worker thread (database thread, message writer, eager task): run
+            # the send on the server's loop. The in-memory layer is not thread-safe, and a
+            # private loop per call would not reach its sockets.
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, event), loop).result(10)
+        else:  # no server loop in this process (Celery worker, management command)
+            async_to_sync(layer.group_send)(group, event)
     except Exception:
         # The data is committed; clients catch up by sequence number. Say so loudly.
         log.exception("broadcast to %s failed (clients will resync): %s", group, event["type"])

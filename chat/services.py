@@ -8,6 +8,7 @@ Invariants kept here:
 * Real-time events leave through :mod:`chat.realtime` after commit.
 """
 
+import logging
 import re
 import uuid
 from typing import Any
@@ -17,13 +18,16 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from accounts.models import AgentProfile, Workspace
+from accounts.selectors import agents_available
 
 from . import frames
 from .assignment import conversation_assign_auto
 from .errors import ChatError
+from .message_store import NewMessage, agent_side_groups, messages_store
 from .models import (
     Attachment,
     Conversation,
@@ -41,7 +45,6 @@ from .realtime import (
 from .selectors import (
     conversation_current_for_visitor,
     conversation_get_for_agent,
-    messages_qs,
     visitor_get_by_token,
 )
 from .uploads import read_head, safe_filename, sniff_content_type
@@ -51,6 +54,7 @@ from .visitor_tokens import visitor_token_for
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _url_validator = URLValidator(schemes=["http", "https"])
+log = logging.getLogger(__name__)
 
 
 # --- visitors ---------------------------------------------------------------------------------
@@ -151,6 +155,11 @@ def visitor_page_view(*, visitor: Visitor, page: Any) -> None:
 # --- messages ---------------------------------------------------------------------------------
 
 
+def message_input_clean(*, client_id: Any, text: Any, attachment_id: Any) -> tuple[str, str]:
+    """Check a send's client id and text (no database); returns them cleaned."""
+    return _clean_client_id(client_id), _clean_text(text, required=not attachment_id)
+
+
 def _clean_client_id(client_id: Any) -> str:
     if not isinstance(client_id, str) or not _CLIENT_ID_RE.match(client_id):
         raise ChatError(
@@ -175,29 +184,6 @@ def _clean_text(text: Any, *, required: bool) -> str:
     return text
 
 
-def _attachment_claim(
-    *, attachment_id: Any, workspace_id: int, visitor: Visitor | None, agent: AgentProfile | None
-) -> Attachment:
-    try:
-        public_id = uuid.UUID(str(attachment_id))
-    except ValueError:
-        raise ChatError("invalid_attachment", "attachment_id is not an upload id.") from None
-    qs = Attachment.objects.filter(
-        public_id=public_id, workspace_id=workspace_id, message__isnull=True
-    )
-    qs = qs.filter(visitor=visitor) if visitor else qs.filter(agent=agent)
-    attachment = qs.first()
-    if attachment is None:
-        raise ChatError("invalid_attachment", "No unused upload of yours has that id.")
-    return attachment
-
-
-def _preview(text: str, attachment: Attachment | None) -> str:
-    if text:
-        return text[:140]
-    return f"[{attachment.original_name}]"[:140] if attachment else ""
-
-
 def _message_store(
     *,
     conversation_id: int,
@@ -208,78 +194,31 @@ def _message_store(
     visitor: Visitor | None = None,
     agent: AgentProfile | None = None,
 ) -> tuple[Message, bool]:
-    """Store one message under the conversation's row lock; broadcast it on commit.
+    """Store one message (a batch of one) and broadcast it on commit.
 
     Must run inside ``transaction.atomic``. Returns ``(message, created)``; a client_id
     seen before returns the stored message and changes nothing.
     """
-    conversation = (
-        Conversation.objects.select_for_update(of=("self",))
-        .select_related("visitor", "assignee")
-        .get(pk=conversation_id)
+    sender = visitor or agent
+    results, events = messages_store(
+        [
+            NewMessage(
+                conversation_id=conversation_id,
+                workspace_id=sender.workspace_id if sender else None,
+                sender_kind=sender_kind,
+                client_id=client_id,
+                text=text,
+                attachment_id=attachment_id,
+                visitor_id=visitor.pk if visitor else None,
+                agent_id=agent.pk if agent else None,
+            )
+        ]
     )
-    existing = messages_qs().filter(conversation=conversation, client_id=client_id).first()
-    if existing is not None:
-        return existing, False
-
-    attachment = None
-    if attachment_id:
-        attachment = _attachment_claim(
-            attachment_id=attachment_id,
-            workspace_id=conversation.workspace_id,
-            visitor=visitor,
-            agent=agent,
-        )
-    if not text and attachment is None:
-        raise ChatError("empty_message", "A message needs text or an attachment.")
-
-    now = timezone.now()
-    conversation.last_seq += 1
-    changed = ["last_seq", "last_message_at", "last_message_preview", "updated_at"]
-    if sender_kind == SenderKind.VISITOR:
-        conversation.unread_by_agent += 1
-        changed.append("unread_by_agent")
-        if conversation.status == ConversationStatus.RESOLVED:
-            conversation.status = ConversationStatus.OPEN
-            conversation.resolved_at = None
-            changed += ["status", "resolved_at"]
-        if conversation.assignee_id is None and conversation_assign_auto(conversation=conversation):
-            changed.append("assignee")
-    elif sender_kind == SenderKind.AGENT:
-        if conversation.first_response_at is None:
-            conversation.first_response_at = now
-            changed.append("first_response_at")
-        if conversation.assignee_id is None:
-            conversation.assignee = agent
-            changed.append("assignee")
-    conversation.last_message_at = now
-    conversation.last_message_preview = _preview(text, attachment)
-
-    message = Message.objects.create(
-        workspace_id=conversation.workspace_id,
-        conversation=conversation,
-        seq=conversation.last_seq,
-        sender_kind=sender_kind,
-        sender_agent=agent if sender_kind == SenderKind.AGENT else None,
-        client_id=client_id,
-        text=text,
-        attachment=attachment,
-    )
-    conversation.save(update_fields=changed)
-
-    message_data = frames.message_frame(message)
-    broadcast_on_commit(
-        visitor_group(conversation.visitor_id), {"type": "chat.message", "message": message_data}
-    )
-    broadcast_on_commit(
-        workspace_agents_group(conversation.workspace_id),
-        {
-            "type": "chat.message",
-            "message": message_data,
-            "conversation": frames.conversation_frame(conversation),
-        },
-    )
-    return message, True
+    if results[0].error:
+        raise results[0].error
+    for group, event in events:
+        broadcast_on_commit(group, event)
+    return results[0].message, results[0].created
 
 
 def _store_retrying_once(**kwargs) -> tuple[Message, bool]:
@@ -309,7 +248,7 @@ def visitor_message_send(
                 conversation = Conversation.objects.create(
                     workspace_id=visitor.workspace_id, visitor=visitor
                 )
-        return _store_retrying_once(
+        message, created = _store_retrying_once(
             conversation_id=conversation.pk,
             sender_kind=SenderKind.VISITOR,
             client_id=client_id,
@@ -317,6 +256,7 @@ def visitor_message_send(
             attachment_id=attachment_id,
             visitor=visitor,
         )
+        return message, created
 
 
 def agent_message_send(
@@ -342,6 +282,72 @@ def agent_message_send(
             attachment_id=attachment_id,
             agent=agent,
         )
+
+
+def bot_message_send(*, conversation_id: int, text: str, client_id: str) -> Message:
+    """The bot's message in a conversation; a client_id seen before returns the stored one."""
+    client_id = _clean_client_id(client_id)
+    text = _clean_text(text[: settings.HELPDESK_MAX_MESSAGE_CHARS], required=True)
+    with transaction.atomic():
+        message, _created = _store_retrying_once(
+            conversation_id=conversation_id,
+            sender_kind=SenderKind.BOT,
+            client_id=client_id,
+            text=text,
+        )
+    return message
+
+
+def conversation_handoff(
+    *, conversation_id: int, reason: str, client_id: str | None = None
+) -> Message:
+    """Give the conversation to a human and tell the visitor so, in their language.
+
+    Assigns it to the next available agent when it has no assignee (nobody available:
+    it stays unassigned, in every agent's list). Returns the bot's message to the visitor;
+    with a ``client_id`` seen before, the stored one (nothing else changes).
+    """
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update(of=("self",))
+            .select_related("visitor", "assignee")
+            .get(pk=conversation_id)
+        )
+        assignee = conversation.assignee
+        if assignee is None:
+            assignee = conversation_assign_auto(conversation=conversation)
+            if assignee is not None:
+                conversation.save(update_fields=["assignee", "updated_at"])
+            available = assignee is not None
+        else:
+            available = (
+                agents_available(workspace_id=conversation.workspace_id)
+                .filter(pk=assignee.pk)
+                .exists()
+            )
+        language = "zh-hans" if conversation.visitor.language.lower().startswith("zh") else "en"
+        with translation.override(language):
+            text = (
+                _("A human agent will take over from here and reply shortly.")
+                if available
+                else _(
+                    "No agent is available right now. Your conversation is in the queue: an "
+                    "agent will reply here as soon as possible."
+                )
+            )
+        message, _created = _store_retrying_once(
+            conversation_id=conversation.pk,
+            sender_kind=SenderKind.BOT,
+            client_id=client_id or f"handoff-{uuid.uuid4().hex[:16]}",
+            text=str(text),
+        )
+    log.info(
+        "conversation %s handed to %s: %s",
+        conversation.pk,
+        f"agent {assignee.pk}" if assignee else "the queue",
+        reason,
+    )
+    return message
 
 
 def visitor_leave_message(
@@ -441,7 +447,8 @@ def receipt_record(*, conversation: Conversation, reader: str, seq: Any, read: b
                 "status": "read" if read else "delivered",
             }
             broadcast_on_commit(visitor_group(conversation.visitor_id), event)
-            broadcast_on_commit(workspace_agents_group(conversation.workspace_id), event)
+            for group in agent_side_groups(conversation):
+                broadcast_on_commit(group, event)
         if read and reader == SenderKind.AGENT:
             unread = Message.objects.filter(
                 conversation=conversation, sender_kind=SenderKind.VISITOR, read_at__isnull=True

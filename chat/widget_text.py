@@ -25,6 +25,8 @@ STRINGS = {
     "resolved": _("This conversation was marked as resolved. Write again any time."),
     "upload_failed": _("The file could not be sent"),
     "close": _("Close"),
+    "bot": _("Bot"),
+    "human": _("Talk to a human"),
 }
 
 

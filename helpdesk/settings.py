@@ -195,6 +195,8 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Producers and workers of one deployment share it; tests give each run its own.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -224,6 +226,15 @@ HELPDESK_MAX_FRAME_BYTES = env.int("HELPDESK_MAX_FRAME_BYTES", default=64 * 1024
 HELPDESK_HISTORY_LIMIT = 200
 # An agent socket not heard from for this long no longer counts as online.
 HELPDESK_AGENT_STALE_SECONDS = env.int("HELPDESK_AGENT_STALE_SECONDS", default=75)
+# The bot (knowledge/pipeline.py): the circuit breaker of each AI provider, the prefix of
+# its Redis keys, and the public address used to link help-centre articles in bot replies.
+HELPDESK_BREAKER_FAILURES = env.int("HELPDESK_BREAKER_FAILURES", default=3)
+HELPDESK_BREAKER_COOLDOWN_SECONDS = env.float("HELPDESK_BREAKER_COOLDOWN_SECONDS", default=30.0)
+HELPDESK_BREAKER_PROBE_LEASE_SECONDS = env.float(
+    "HELPDESK_BREAKER_PROBE_LEASE_SECONDS", default=60.0
+)
+HELPDESK_KEY_PREFIX = env.str("HELPDESK_CHANNEL_PREFIX", default="helpdesk")
+HELPDESK_PUBLIC_URL = env.str("HELPDESK_PUBLIC_URL", default="")
 
 LOGGING = {
     "version": 1,

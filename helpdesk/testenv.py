@@ -18,5 +18,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-" + uuid.uuid4().hex)
 # Each run gets its own channel-layer keys, so parallel or stale runs never cross.
 os.environ.setdefault("HELPDESK_CHANNEL_PREFIX", "hdtest" + uuid.uuid4().hex[:8])
+# ... and its own Celery queue, so a worker started by one run never takes another's tasks.
+os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", "hdtest-" + uuid.uuid4().hex[:8])
 if _GEOIP.exists():
     os.environ.setdefault("GEOIP_PATH", str(_GEOIP))

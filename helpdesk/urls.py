@@ -20,6 +20,7 @@ urlpatterns = [
     path("", views.demo_page, name="demo"),
     path("console/", include(console_patterns)),
     path("admin/", admin.site.urls),
+    path("help/", include("knowledge.urls")),
     path("widget/uploads/", views.widget_upload, name="widget-upload"),
     path("attachments/<uuid:public_id>/", views.attachment_download, name="attachment"),
     path("i18n/setlang/", set_language, name="set_language"),

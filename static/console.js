@@ -103,6 +103,12 @@
     notifyEnable: $("notify-enable"),
     soundToggle: $("sound-toggle"),
     toast: $("toast"),
+    suggest: $("suggest-button"),
+    assist: $("assist"),
+    suggestionText: $("suggestion-text"),
+    suggestionSource: $("suggestion-source"),
+    suggestionInsert: $("suggestion-insert"),
+    suggestionDismiss: $("suggestion-dismiss"),
   };
 
   // --- formatting (the browser's locale for dates, the page's language for names) ----------
@@ -467,9 +473,53 @@
         return;
       case "error":
         return onError(frame);
+      case "suggestion":
+        return onSuggestion(frame);
       default:
         return;
     }
+  }
+
+  // --- agent-assist: a suggested reply for the open conversation, never sent by itself ---------
+
+  var suggestion = { id: null, text: "" };
+
+  function hideSuggestion() {
+    suggestion = { id: null, text: "" };
+    dom.assist.hidden = true;
+  }
+
+  function requestSuggestion() {
+    var id = state.currentId;
+    if (id === null || !send({ type: "suggest", conversation_id: id })) return;
+    suggestion = { id: id, text: "" };
+    dom.assist.hidden = false;
+    dom.assist.dataset.state = "pending";
+    dom.suggestionText.textContent = t("suggesting");
+    dom.suggestionSource.textContent = "";
+    dom.suggestionInsert.disabled = true;
+  }
+
+  function onSuggestion(frame) {
+    if (frame.conversation_id !== state.currentId || frame.conversation_id !== suggestion.id) return;
+    var text = typeof frame.text === "string" ? frame.text : "";
+    suggestion.text = text;
+    dom.assist.dataset.state = text ? "ready" : "empty";
+    dom.suggestionText.textContent = text || t("no_suggestion", { reason: frame.reason || "—" });
+    var score = typeof frame.confidence === "number" ? Math.round(frame.confidence * 100) + "%" : "";
+    dom.suggestionSource.textContent =
+      frame.source === "kb" ? t("source_kb", { score: score }) :
+      frame.source === "ai" ? t("source_ai", { score: score }) : "";
+    dom.suggestionInsert.disabled = !text;
+  }
+
+  function insertSuggestion() {
+    if (!suggestion.text || suggestion.id !== state.currentId) return;
+    dom.input.value = suggestion.text;
+    drafts.set(state.currentId, dom.input.value);
+    autosize();
+    hideSuggestion();
+    dom.input.focus();
   }
 
   function onWelcome(frame) {
@@ -1021,6 +1071,7 @@
     opts = opts || {};
     if (state.currentId !== id) {
       stopTyping();
+      hideSuggestion();
       state.currentId = id;
       nodeCache.clear();
       stickToBottom = true;
@@ -1554,6 +1605,11 @@
   });
 
   dom.input.addEventListener("blur", stopTyping);
+  if (dom.suggest) {
+    dom.suggest.addEventListener("click", requestSuggestion);
+    dom.suggestionInsert.addEventListener("click", insertSuggestion);
+    dom.suggestionDismiss.addEventListener("click", hideSuggestion);
+  }
 
   if (config.max_text) dom.input.maxLength = config.max_text;
   if (Array.isArray(config.upload_types) && config.upload_types.length) {

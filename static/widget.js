@@ -34,6 +34,8 @@
     leave_message: "Leave a message", leave_sent: "Thanks! We will get back to you by email.",
     resolved: "This conversation was marked as resolved. Write again any time.",
     upload_failed: "The file could not be sent", close: "Close",
+    articles: "Help articles",
+    bot: "Bot", human: "Talk to a human",
   };
 
   // --- persistence (per widget key) -----------------------------------------------------------
@@ -60,6 +62,8 @@
   let S = Object.assign({}, EN, (store.cfg || {}).s);
   let limits = { max_text: 5000, max_upload_bytes: 10 << 20, upload_types: [] };
   let agentsOnline = (store.cfg || {}).a !== false;
+  // A bot answers in this workspace: keep the message box open with nobody online.
+  let botOn = !!(store.cfg || {}).b;
 
   // --- state ----------------------------------------------------------------------------------
   const msgs = new Map(); // seq -> {m, el}
@@ -184,6 +188,15 @@ textarea:focus,input:focus{border-color:var(--c);box-shadow:0 0 0 3px color-mix(
 .thanks{color:#065f46;background:#ecfdf5;border-radius:10px;padding:10px 12px;font-size:13px}
 [aria-invalid]{border-color:#ef4444}
 .err{color:#b91c1c;font-size:12.5px}
+.bot .who{color:var(--c);font-weight:600}
+.hrow{flex:none;display:flex;justify-content:center;padding:6px 12px 0;background:#fff;border-top:1px solid #eceef3}
+.hbtn{font-size:12.5px;font-weight:600;color:var(--c);border:1px solid #d4d7e3;border-radius:14px;padding:4px 12px}
+.hbtn:hover{background:#f3f4ff}
+.sugg{flex:none;padding:8px 12px 0;background:#fff;border-top:1px solid #eceef3;display:flex;flex-direction:column;gap:4px}
+.sugg:empty{display:none}
+.sugg p{font-size:11.5px;color:#6b7280;padding:0 2px}
+.sugg a{display:block;padding:6px 10px;border-radius:10px;background:#f3f4ff;color:#3730a3;font-size:13px;text-decoration:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.sugg a:hover{background:#e7e9ff}
 .err:empty{display:none}
 @media (max-width:479px){
 .panel{inset:0;width:auto;height:auto;max-height:none;border-radius:0;transform:translateY(24px)}
@@ -259,7 +272,13 @@ textarea,input{font-size:16px}
   const again = attr(h("button", "link hide"), { type: "button" });
   offPane.append(offText, offForm, thanks, again);
 
-  panel.append(head, list, typing, notice, offPane, comp);
+  // Help-centre articles matching what the visitor is typing (GET /help/api/KEY/suggest).
+  const sugg = attr(h("div", "sugg"), { "aria-live": "polite" });
+  // "Talk to a human" (docs/protocol.md, handoff): shown while a bot answers.
+  const hrow = h("div", "hrow hide");
+  const humanBtn = attr(h("button", "hbtn"), { type: "button", "data-testid": "widget-human" });
+  hrow.append(humanBtn);
+  panel.append(head, list, typing, notice, offPane, sugg, hrow, comp);
   wrap.append(panel, launcher);
 
   function applyStrings() {
@@ -279,6 +298,7 @@ textarea,input{font-size:16px}
     for (const [e, k] of [[fName, "name"], [fEmail, "email"], [fText, "message"]]) {
       e.setAttribute("aria-label", S[k]);
     }
+    humanBtn.textContent = S.human;
     fBtn.textContent = S.leave_message;
     again.textContent = S.leave_message;
     thanks.textContent = S.leave_sent;
@@ -296,7 +316,7 @@ textarea,input{font-size:16px}
     else [text, cls] = agentsOnline ? [S.online, "on"] : [S.offline, "off"];
     stText.textContent = text;
     stBox.className = "st " + cls;
-    const offline = ready && !agentsOnline && !dead;
+    const offline = ready && !agentsOnline && !dead && !botOn;
     offPane.classList.toggle("hide", !offline);
     comp.classList.toggle("hide", offline);
     ta.disabled = sendBtn.disabled = dead;
@@ -345,13 +365,31 @@ textarea,input{font-size:16px}
   function bubble(m) {
     const who = ["visitor", "agent", "bot", "system"].includes(m.sender) ? m.sender : "system";
     const row = attr(h("div", "msg " + who), { "data-testid": "widget-message", "data-sender": who });
-    if (who === "agent" || who === "bot") row.append(h("div", "who", m.agent_name || ""));
+    if (who === "agent" || who === "bot") row.append(h("div", "who", who === "bot" ? S.bot : m.agent_name || ""));
     const b = h("div", "bub");
     if (!m.text && m.attachment && m.attachment.is_image) b.classList.add("media");
-    if (m.text) b.append(h("span", "txt", m.text));
+    if (m.text) b.append(who === "bot" ? linked(m.text) : h("span", "txt", m.text));
     if (m.attachment && typeof m.attachment === "object") b.append(attachmentNode(m.attachment));
     row.append(b, h("div", "meta"));
     return row;
+  }
+
+  // A bot's answer links its help-centre article: http(s) and root-relative URLs become
+  // links (resolved against this server); every other piece stays a text node.
+  function linked(text) {
+    const span = h("span", "txt");
+    const re = /https?:\/\/[^\s<>"']+|(^|\s)\/(?!\/)[^\s<>"']+/g;
+    let last = 0, m;
+    while ((m = re.exec(text))) {
+      const at = m.index + (m[1] || "").length;
+      const raw = text.slice(at, m.index + m[0].length).replace(/[.,;:!?)\]]+$/, "");
+      const url = safeUrl(raw);
+      span.append(text.slice(last, at),
+        url ? attr(h("a", "", raw), { href: url, target: "_blank", rel: "noopener noreferrer" }) : raw);
+      last = re.lastIndex = at + raw.length;
+    }
+    span.append(text.slice(last));
+    return span;
   }
 
   function nearBottom() {
@@ -362,6 +400,8 @@ textarea,input{font-size:16px}
   // Put the DOM in seq order: greeting, messages (with notes), refused, then the outbox.
   function render(scroll) {
     const stick = scroll || atBottom;
+    hrow.classList.toggle("hide", !(ready && botOn && convId && store.hq !== convId) ||
+      comp.classList.contains("hide"));
     const seqs = [...msgs.keys()].sort((a, b) => a - b);
     const order = [greet];
     let ni = 0, prev = null, lastMine = null;
@@ -629,7 +669,8 @@ textarea,input{font-size:16px}
         store.tok = f.visitor_token;
         S = Object.assign({}, EN, f.strings || {});
         agentsOnline = !!f.agents_online;
-        store.cfg = { s: f.strings || {}, w: f.welcome_text || "", o: f.offline_text || "", a: agentsOnline };
+        botOn = !!f.bot;
+        store.cfg = { s: f.strings || {}, w: f.welcome_text || "", o: f.offline_text || "", a: agentsOnline, b: botOn };
         save();
         if (f.limits) limits = Object.assign(limits, f.limits);
         ta.maxLength = fText.maxLength = limits.max_text || 5000;
@@ -831,6 +872,7 @@ textarea,input{font-size:16px}
     stopTyping();
     ta.value = "";
     autosize();
+    suggest("");
     enqueue({ kind: "message", text });
     ta.focus();
   });
@@ -840,6 +882,38 @@ textarea,input{font-size:16px}
       comp.requestSubmit ? comp.requestSubmit() : comp.dispatchEvent(new Event("submit", { cancelable: true }));
     }
   });
+  let suggTimer = 0, suggQ = "", suggCtl = null;
+  function suggest(q) {
+    if (q === suggQ) return;
+    suggQ = q;
+    if (suggCtl) suggCtl.abort();
+    suggCtl = null;
+    // Three letters, or two Chinese characters, before asking.
+    if (q.length < (/[\u3400-\u9fff]/.test(q) ? 2 : 3) || q.length > 200) return sugg.replaceChildren();
+    const ctl = suggCtl = new AbortController();
+    fetch(BASE + "/help/api/" + encodeURIComponent(KEY) + "/suggest?q=" + encodeURIComponent(q),
+      { signal: ctl.signal, credentials: "omit" })
+      .then((r) => (r.ok ? r.json() : { results: [] }))
+      .then((j) => {
+        if (ctl !== suggCtl) return;
+        const links = [];
+        for (const a of (j && j.results) || []) {
+          const url = safeUrl(a.url);
+          if (url && a.title) {
+            links.push(attr(h("a", "", String(a.title)),
+              { href: url, target: "_blank", rel: "noopener noreferrer", "data-testid": "widget-suggestion" }));
+          }
+        }
+        sugg.replaceChildren(...(links.length ? [h("p", "", S.articles || EN.articles), ...links] : []));
+      }, () => { /* offline or aborted: keep quiet */ });
+  }
+  const onType = (e) => {
+    const box = e.target; // read now: a shadow-DOM event's target is cleared after dispatch
+    clearTimeout(suggTimer);
+    suggTimer = setTimeout(() => suggest(box.value.trim()), 300);
+  };
+  ta.addEventListener("input", onType);
+  fText.addEventListener("input", onType);
   ta.addEventListener("input", () => {
     autosize();
     if (!ta.value.trim()) return stopTyping();
@@ -900,6 +974,7 @@ textarea,input{font-size:16px}
     store.nm = name;
     store.em = email;
     fBtn.disabled = true;
+    suggest("");
     enqueue({ kind: "leave", name, email, text });
   });
   function leaveDone() {
@@ -916,6 +991,9 @@ textarea,input{font-size:16px}
     fErr.textContent = "";
   }
   again.addEventListener("click", resetLeaveForm);
+  humanBtn.addEventListener("click", () => {
+    if (send({ type: "handoff" })) { store.hq = convId; save(); render(true); }
+  });
   fName.value = store.nm || "";
   fEmail.value = store.em || "";
 

@@ -62,14 +62,17 @@ def same_visitor(welcome: dict) -> dict:
     return {"visitor_id": welcome["visitor_id"], "visitor_token": welcome["visitor_token"]}
 
 
-@sync_to_async
-def _session_cookie(user) -> str:
+def session_cookie(user) -> str:
+    """Log ``user`` in by writing a session row; returns the ``Cookie`` header value."""
     store = SessionStore()
     store[SESSION_KEY] = str(user.pk)
     store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     store[HASH_SESSION_KEY] = user.get_session_auth_hash()
     store.save()
     return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"
+
+
+_session_cookie = sync_to_async(session_cookie)
 
 
 async def agent_communicator(
@@ -147,3 +150,18 @@ def row_counts() -> dict[str, int]:
         model.__name__: model.objects.count()
         for model in (Visitor, Conversation, Message, PageView, Attachment)
     }
+
+
+async def assert_none_of(comm: WebsocketCommunicator, kind: str, timeout: float = 0.5) -> None:
+    """No frame of type ``kind`` arrives on ``comm`` within ``timeout`` (others may).
+
+    Like :func:`assert_silent`, call it after a positive control.
+    """
+    while not await comm.receive_nothing(timeout=timeout, interval=0.02):
+        frame = await comm.receive_json_from(timeout=1)
+        assert frame["type"] != kind, f"unexpected {kind} frame {frame!r}"
+
+
+async def assert_no_message(comm: WebsocketCommunicator, timeout: float = 0.5) -> None:
+    """No ``message`` frame arrives on ``comm`` within ``timeout`` (other frames may)."""
+    await assert_none_of(comm, "message", timeout)

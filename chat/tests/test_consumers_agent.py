@@ -13,6 +13,7 @@ from chat.tests.factories import ConversationFactory, MessageFactory, VisitorFac
 from chat.tests.sockets import (
     agent_communicator,
     agent_socket,
+    assert_none_of,
     assert_silent,
     receive_error,
     receive_message,
@@ -245,6 +246,9 @@ async def test_agent_never_receives_another_workspaces_events(workspace, agent, 
     ack = await send_text(their_visitor, "v1", "their question")
     conversation_id = ack["conversation_id"]
     assert (await receive_message(theirs))["message"]["text"] == "their question"
+    # Typing reaches the agents who have the conversation open.
+    await theirs.send_json_to({"type": "open", "conversation_id": conversation_id})
+    await receive_until(theirs, "history")
     await their_visitor.send_json_to({"type": "typing", "active": True})
     assert (await receive_until(theirs, "typing"))["conversation_id"] == conversation_id
     await reply(theirs, conversation_id, "a1", "their answer")
@@ -280,6 +284,8 @@ async def test_resolve_tells_visitor_and_agents_and_a_new_message_reopens(worksp
     assert at_visitor["conversation"] == {"id": conversation_id, "status": "resolved"}
     for agent_comm in (comm, other):
         frame = await receive_until(agent_comm, "conversation")
+        while frame["conversation"]["status"] == "open":  # the assignment, before it
+            frame = await receive_until(agent_comm, "conversation")
         assert frame["conversation"]["id"] == conversation_id
         assert frame["conversation"]["status"] == "resolved"
         assert frame["conversation"]["resolved_at"]
@@ -289,9 +295,12 @@ async def test_resolve_tells_visitor_and_agents_and_a_new_message_reopens(worksp
 
     again = await send_text(visitor, "v2", "one more thing")
     assert (again["conversation_id"], again["seq"]) == (conversation_id, 2)
-    incoming = await receive_message(comm)
+    # The assignee hears of it (round-robin gave it to one of the two).
+    assignee = (await Conversation.objects.aget(pk=conversation_id)).assignee_id
+    assignee_comm = comm if assignee == agent.pk else other
+    incoming = await receive_message(assignee_comm)
     while incoming["message"]["client_id"] != "v2":
-        incoming = await receive_message(comm)
+        incoming = await receive_message(assignee_comm)
     assert incoming["conversation"]["status"] == "open"
     assert incoming["conversation"]["resolved_at"] is None
     await conversation.arefresh_from_db()
@@ -380,9 +389,10 @@ async def test_typing_reaches_the_right_people(workspace, agent):
     bob, _ = await visitor_socket(workspace)
     alice_conversation = (await send_text(alice, "a1", "hi"))["conversation_id"]
     await send_text(bob, "b1", "hello")
+    # Typing goes to the agents who have the conversation open: both open Alice's.
     for agent_comm in (comm, other):
-        await receive_message(agent_comm)
-        await receive_message(agent_comm)
+        await agent_comm.send_json_to({"type": "open", "conversation_id": alice_conversation})
+        await receive_until(agent_comm, "history")
 
     # Agent -> only that conversation's visitor (and the other agents, not the typist).
     await comm.send_json_to(
@@ -401,9 +411,9 @@ async def test_typing_reaches_the_right_people(workspace, agent):
         alice_conversation,
     )
     await assert_silent(bob)
-    await assert_silent(comm)
+    await assert_none_of(comm, "typing")  # (message and assignment frames may still come)
 
-    # Visitor -> the workspace's agents, not other visitors nor the typist.
+    # Visitor -> the agents who have it open, not other visitors nor the typist.
     await alice.send_json_to({"type": "typing", "active": False})
     for agent_comm in (comm, other):
         frame = await receive_until(agent_comm, "typing")
@@ -558,4 +568,3 @@ async def test_agent_pong_has_last_message_id_and_touches_the_connection(
     assert connection.last_seen_at > long_ago + timedelta(seconds=25)
     for c in (comm, visitor, elsewhere):
         await c.disconnect()
-

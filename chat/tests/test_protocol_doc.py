@@ -26,11 +26,19 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from accounts.tests.factories import AgentFactory
 from chat import consumers, services
 from chat.consumers import AgentConsumer, VisitorConsumer
+from chat.models import Conversation
 from chat.tests.sockets import CHROME_UA, agent_socket, receive_until, visitor_socket
 from helpdesk.asgi import application
 
 ROOT = Path(settings.BASE_DIR)
 DOC_PATH = ROOT / "docs" / "protocol.md"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    # Factories set a password for every agent; the production hasher is slow on purpose.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 
 FRAME_HEADING = re.compile(r"^### (visitor|agent|server) → (server|visitor|agent): (\w+)\s*$")
 OBJECT_HEADING = re.compile(r"^### object: (\w+)\s*$")
@@ -345,8 +353,12 @@ async def _drive_everything(workspace, agent, second_agent) -> FrameLog:
     ack = await log.expect(visitor, V, "ack")
     conversation_id = ack["conversation_id"]
     await log.expect(visitor, V, "message")
-    await log.expect(a1, A, "message")
-    await log.expect(a2, A, "message")
+    # The assignee hears of it; then both open it, so both hear what follows.
+    assignee_id = (await Conversation.objects.aget(pk=conversation_id)).assignee_id
+    await log.expect(a1 if assignee_id == agent.pk else a2, A, "message")
+    for comm in (a1, a2):
+        await comm.send_json_to({"type": "open", "conversation_id": conversation_id})
+        await log.expect(comm, A, "history")
 
     await visitor.send_json_to({"type": "typing", "active": True})
     await log.expect(a1, A, "typing", lambda f: f["sender"] == "visitor")
@@ -380,6 +392,9 @@ async def _drive_everything(workspace, agent, second_agent) -> FrameLog:
     await log.expect(a1, A, "receipt", lambda f: f["reader"] == "agent")
     await log.expect(a1, A, "conversation", lambda f: f["conversation"]["unread"] == 0)
     await log.expect(visitor, V, "receipt", lambda f: f["reader"] == "agent")
+
+    await a1.send_json_to({"type": "suggest", "conversation_id": conversation_id})
+    await log.expect(a1, A, "suggestion")  # agent-assist (computed by a Celery task)
 
     await a1.send_json_to({"type": "list"})
     await log.expect(a1, A, "conversations")
@@ -436,6 +451,7 @@ async def test_real_frames_have_exactly_the_documented_shape(
     doc, workspace, agent, second_agent, settings, tmp_path
 ):
     settings.MEDIA_ROOT = str(tmp_path)
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # agent-assist's task answers `suggest`
     log = await _drive_everything(workspace, agent, second_agent)
 
     problems: list[str] = []

@@ -20,7 +20,7 @@ from chat import services
 from chat.errors import ChatError
 from chat.models import Attachment, Message
 from chat.tests.factories import VisitorFactory
-from chat.tests.sockets import receive_until, visitor_socket
+from chat.tests.sockets import agent_socket, receive_until, visitor_socket
 from chat.uploads import safe_filename, sniff_content_type
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06" + bytes(40)
@@ -35,6 +35,13 @@ SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(
 BINARY = bytes(range(256)) * 4  # no known signature, not text
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    # Factories set a password for every agent; the production hasher is slow on purpose.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 
 UPLOAD_URL = "/widget/uploads/"
 ORIGIN = "https://shop.example.com"
@@ -587,9 +594,16 @@ def test_a_bogus_attachment_id_is_refused(workspace, visitor, bad):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_upload_then_send_over_the_socket(workspace):
+@pytest.mark.parametrize("has_conversation", [False, True], ids=["first-message", "later"])
+async def test_upload_then_send_over_the_socket(workspace, agent, has_conversation):
+    # A visitor's first message opens the conversation (services); later ones and every
+    # agent message go through the batched writer: both paths must check ownership.
     comm, welcome = await visitor_socket(workspace)
     other, _ = await visitor_socket(workspace)
+    if has_conversation:
+        for sock in (comm, other):
+            await sock.send_json_to({"type": "message", "client_id": "hi", "text": "hi"})
+            await receive_until(sock, "ack")
 
     @sync_to_async
     def upload() -> dict:
@@ -615,14 +629,32 @@ async def test_upload_then_send_over_the_socket(workspace):
     assert (error["code"], error["ref"]) == ("invalid_attachment", "steal-1")
 
     await comm.send_json_to({"type": "message", "client_id": "f1", "attachment_id": data["id"]})
-    await receive_until(comm, "ack")
+    ack = await receive_until(comm, "ack")
     frame = await receive_until(comm, "message")
+    while frame["message"]["client_id"] != "f1":
+        frame = await receive_until(comm, "message")
     assert frame["message"]["attachment"] == data
     assert frame["message"]["text"] == ""
 
     await comm.send_json_to({"type": "message", "client_id": "f2", "attachment_id": data["id"]})
     error = await receive_until(comm, "error")
     assert (error["code"], error["ref"]) == ("invalid_attachment", "f2")
+
+    # An agent of the workspace cannot send the visitor's upload either.
+    console, _ = await agent_socket(agent.user)
+    await console.send_json_to(
+        {
+            "type": "message",
+            "conversation_id": ack["conversation_id"],
+            "client_id": "a-steal",
+            "attachment_id": data["id"],
+        }
+    )
+    error = await receive_until(console, "error")
+    assert (error["code"], error["ref"]) == ("invalid_attachment", "a-steal")
+    count = await Message.objects.filter(attachment__public_id=data["id"]).acount()
+    assert count == 1
+    await console.disconnect()
     await comm.disconnect()
     await other.disconnect()
 

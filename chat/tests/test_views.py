@@ -13,6 +13,12 @@ from accounts.tests.factories import UserFactory, WorkspaceFactory
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    # Factories set a password for every agent; the production hasher is slow on purpose.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # --- health ----------------------------------------------------------------------------------
 
 

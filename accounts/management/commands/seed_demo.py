@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts.models import AgentProfile, Team, Workspace
+from accounts.models import AgentProfile, BotMode, Team, Workspace
 
 DEMO_USERS = [
     # username, display name, superuser
@@ -43,7 +43,11 @@ class Command(BaseCommand):
         password, source = _demo_password()
         workspace, created = Workspace.objects.get_or_create(
             name="Demo workspace",
-            defaults={"allowed_origins": "http://127.0.0.1:8000\nhttp://localhost:8000"},
+            defaults={
+                "allowed_origins": "http://127.0.0.1:8000\nhttp://localhost:8000",
+                # The bot answers from the seeded knowledge base (no AI provider needed).
+                "bot_mode": BotMode.ANSWER_FIRST,
+            },
         )
         team, _ = Team.objects.get_or_create(workspace=workspace, name="Support")
         User = get_user_model()
@@ -63,11 +67,15 @@ class Command(BaseCommand):
                 },
             )
             agent.teams.add(team)
+        from knowledge.services import kb_seed_demo
+
+        kb_articles = kb_seed_demo(workspace=workspace)
         state = "created" if created else "kept"
         self.stdout.write(
             f"\nDemo workspace {state}: widget key {workspace.widget_key}\n"
             f"  demo page  {base_url}/\n"
             f"  console    {base_url}/console/   (agent1 / agent2)\n"
             f"  admin      {base_url}/admin/     (admin)\n"
+            f"  help       {base_url}/help/{workspace.widget_key}/   ({kb_articles} articles)\n"
             f"  password   {password}   (from {source})\n"
         )

@@ -47,7 +47,9 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 _redis = os.environ.get("NAIVE_REDIS_URL", "redis://127.0.0.1:6379/14")
-_host = _redis if os.environ.get("NAIVE_STRICT_DEFAULTS") else {"address": _redis, "socket_timeout": 60}
+_host = (
+    _redis if os.environ.get("NAIVE_STRICT_DEFAULTS") else {"address": _redis, "socket_timeout": 60}
+)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

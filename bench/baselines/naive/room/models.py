@@ -7,6 +7,9 @@ class Visitor(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return str(self.public_id)
+
 
 class Message(models.Model):
     visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE)
@@ -14,3 +17,6 @@ class Message(models.Model):
     client_id = models.CharField(max_length=64)
     text = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.client_id

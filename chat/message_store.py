@@ -1,0 +1,309 @@
+"""Storing messages: the one code path that gives a message its seq.
+
+:func:`messages_store` stores a batch of messages in the caller's transaction with a fixed
+number of queries, whatever the batch size: lock the conversations (in pk order, so two
+batches never deadlock), look up client ids already stored, insert the new messages in one
+statement, update the conversations in one statement. A single send is a batch of one;
+under load, :mod:`chat.writer` gathers the sends that arrive while a batch is being written
+into the next one (group commit), so PostgreSQL commits once per batch, not per message.
+
+Invariants:
+
+* ``seq`` is assigned while the conversation row is locked: no gaps, no duplicates.
+* A ``client_id`` is stored at most once per conversation (also within one batch); a retry
+  gets the stored message back with ``created=False``.
+* An item that is refused (unknown conversation, attachment not yours, empty) gets its
+  ``ChatError`` and writes nothing; the other items of the batch are unaffected.
+* Events are returned, not sent: the caller sends them after commit.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from accounts.models import AgentProfile
+
+from . import frames
+from .assignment import conversation_assign_auto
+from .errors import ChatError
+from .models import Attachment, Conversation, ConversationStatus, Message, SenderKind
+from .realtime import (
+    agent_group,
+    conversation_group,
+    visitor_group,
+    workspace_agents_group,
+)
+from .selectors import messages_qs
+
+Event = tuple[str, dict[str, Any]]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One send, already validated for shape (client id, text length)."""
+
+    conversation_id: int
+    workspace_id: int | None  # the sender's; a conversation elsewhere is "not found".
+    # None only for the server's own messages (bot, system).
+    sender_kind: str
+    client_id: str
+    text: str
+    attachment_id: Any = None
+    visitor_id: int | None = None  # who sends, for visitor messages
+    agent_id: int | None = None  # who sends, for agent messages
+
+
+@dataclass
+class Stored:
+    message: Message | None = None
+    created: bool = False
+    error: ChatError | None = None
+
+
+@dataclass
+class _Touched:
+    fields: set[str] = field(default_factory=set)
+    assigned: bool = False
+
+
+def _preview(text: str, attachment: Attachment | None) -> str:
+    if text:
+        return text[:140]
+    return f"[{attachment.original_name}]"[:140] if attachment else ""
+
+
+def _attachment_claim(item: NewMessage, workspace_id: int, claimed: set) -> Attachment:
+    try:
+        public_id = uuid.UUID(str(item.attachment_id))
+    except ValueError:
+        raise ChatError("invalid_attachment", "attachment_id is not an upload id.") from None
+    qs = Attachment.objects.filter(
+        public_id=public_id, workspace_id=workspace_id, message__isnull=True
+    )
+    if item.sender_kind == SenderKind.VISITOR:
+        qs = qs.filter(visitor_id=item.visitor_id)
+    else:
+        qs = qs.filter(agent_id=item.agent_id)
+    attachment = qs.first()
+    if attachment is None or attachment.pk in claimed:
+        raise ChatError("invalid_attachment", "No unused upload of yours has that id.")
+    claimed.add(attachment.pk)
+    return attachment
+
+
+def _apply(
+    conversation: Conversation,
+    item: NewMessage,
+    agent: AgentProfile | None,
+    attachment: Attachment | None,
+    now,
+    touched: _Touched,
+) -> None:
+    """The conversation-side effects of one new message (in memory, under the row lock)."""
+    conversation.last_seq += 1
+    touched.fields |= {"last_seq", "last_message_at", "last_message_preview", "updated_at"}
+    if item.sender_kind == SenderKind.VISITOR:
+        conversation.unread_by_agent += 1
+        touched.fields.add("unread_by_agent")
+        if conversation.status == ConversationStatus.RESOLVED:
+            conversation.status = ConversationStatus.OPEN
+            conversation.resolved_at = None
+            touched.fields |= {"status", "resolved_at"}
+        if conversation.assignee_id is None and conversation_assign_auto(conversation=conversation):
+            # Written at once so the next pick (same batch) sees this agent's load.
+            Conversation.objects.filter(pk=conversation.pk).update(assignee=conversation.assignee)
+            touched.assigned = True
+    elif item.sender_kind == SenderKind.AGENT:
+        if conversation.first_response_at is None:
+            conversation.first_response_at = now
+            touched.fields.add("first_response_at")
+        if conversation.assignee_id is None:
+            conversation.assignee = agent
+            touched.fields.add("assignee")
+            touched.assigned = True
+    conversation.last_message_at = now
+    conversation.updated_at = now
+    conversation.last_message_preview = _preview(item.text, attachment)
+
+
+def agent_side_groups(conversation: Conversation) -> list[str]:
+    """Where agents hear about a conversation's messages.
+
+    The assignee (or, while nobody has it, every agent of the workspace), and the agents
+    who have it open. Not every agent: with a hundred agents online that would be a
+    hundred frames per message.
+    """
+    first = (
+        agent_group(conversation.assignee_id)
+        if conversation.assignee_id
+        else workspace_agents_group(conversation.workspace_id)
+    )
+    return [first, conversation_group(conversation.pk)]
+
+
+def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
+    """Store ``items`` (in order); return a result per item and the events to send.
+
+    Must run inside ``transaction.atomic``.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("messages_store must run inside transaction.atomic")
+    conversation_ids = sorted({i.conversation_id for i in items})
+    conversations = {
+        c.pk: c
+        for c in Conversation.objects.select_for_update(of=("self",))
+        .select_related("visitor", "assignee", "workspace")
+        .filter(pk__in=conversation_ids)
+        .order_by("pk")
+    }
+    stored = {
+        (m.conversation_id, m.client_id): m
+        for m in messages_qs().filter(
+            conversation_id__in=conversation_ids, client_id__in={i.client_id for i in items}
+        )
+    }
+    agent_ids = {i.agent_id for i in items if i.sender_kind == SenderKind.AGENT and i.agent_id}
+    agents = AgentProfile.objects.in_bulk(agent_ids) if agent_ids else {}
+
+    now = timezone.now()
+    results: list[Stored] = []
+    new: list[Message] = []
+    touched: dict[int, _Touched] = {}
+    claimed: set[int] = set()
+    for item in items:
+        conversation = conversations.get(item.conversation_id)
+        if conversation is None or item.workspace_id not in (None, conversation.workspace_id):
+            results.append(
+                Stored(error=ChatError("not_found", "No such conversation in your workspace."))
+            )
+            continue
+        if item.sender_kind == SenderKind.VISITOR and conversation.visitor_id != item.visitor_id:
+            results.append(Stored(error=ChatError("not_found", "No such conversation.")))
+            continue
+        previous = stored.get((conversation.pk, item.client_id))
+        if previous is not None:
+            results.append(Stored(message=previous, created=False))
+            continue
+        try:
+            attachment = (
+                _attachment_claim(item, conversation.workspace_id, claimed)
+                if item.attachment_id
+                else None
+            )
+        except ChatError as exc:
+            results.append(Stored(error=exc))
+            continue
+        if not item.text and attachment is None:
+            results.append(
+                Stored(error=ChatError("empty_message", "A message needs text or an attachment."))
+            )
+            continue
+        agent = agents.get(item.agent_id) if item.sender_kind == SenderKind.AGENT else None
+        _apply(
+            conversation,
+            item,
+            agent,
+            attachment,
+            now,
+            touched.setdefault(conversation.pk, _Touched()),
+        )
+        message = Message(
+            workspace_id=conversation.workspace_id,
+            conversation=conversation,
+            seq=conversation.last_seq,
+            sender_kind=item.sender_kind,
+            sender_agent=agent,
+            client_id=item.client_id,
+            text=item.text,
+            attachment=attachment,
+        )
+        new.append(message)
+        stored[(conversation.pk, item.client_id)] = message
+        results.append(Stored(message=message, created=True))
+
+    if not new:
+        return results, []
+    Message.objects.bulk_create(new)
+    _bot_enqueue_on_commit(new, conversations)
+    changed = [conversations[pk] for pk in touched]
+    Conversation.objects.bulk_update(
+        changed, sorted(set().union(*(t.fields for t in touched.values())))
+    )
+    return results, _events(new, conversations, touched)
+
+
+def _bot_enqueue_on_commit(new: list[Message], conversations) -> None:
+    """Visitor questions go to the bot pipeline when the workspace's bot mode says so."""
+    ids = [
+        m.pk
+        for m in new
+        if m.sender_kind == SenderKind.VISITOR
+        and m.text
+        and conversations[m.conversation_id].workspace.bot_answers_visitors
+    ]
+    if not ids:
+        return
+    from knowledge.tasks import bot_reply_task  # knowledge imports chat
+
+    for pk in ids:
+        # robust: a broker outage must not turn a kept (and acked) message into an error
+        transaction.on_commit(lambda pk=pk: _bot_enqueue(bot_reply_task, pk), robust=True)
+
+
+_eager_bot = None
+
+
+def _bot_enqueue(task, pk: int) -> None:
+    """Celery in production; in the embedded default (eager tasks) a thread of its own,
+    so a slow AI provider never holds up the thread that stores messages."""
+    global _eager_bot
+    if not (settings.EMBEDDED and settings.CELERY_TASK_ALWAYS_EAGER):
+        task.delay(pk)  # Celery, or inline where eager tasks are asked for (tests)
+        return
+    if _eager_bot is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _eager_bot = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eager-bot")
+
+    def run() -> None:
+        try:
+            task.apply(args=(pk,), throw=True)
+        except Exception:
+            log.exception("bot reply for message %s failed", pk)
+        finally:
+            close_old_connections()
+
+    _eager_bot.submit(run)
+
+
+def _events(new: list[Message], conversations, touched) -> list[Event]:
+    summaries = {pk: frames.conversation_frame(conversations[pk]) for pk in touched}
+    events: list[Event] = []
+    for message in new:
+        conversation = conversations[message.conversation_id]
+        data = frames.message_frame(message)
+        events.append(
+            (visitor_group(conversation.visitor_id), {"type": "chat.message", "message": data})
+        )
+        agent_event = {
+            "type": "chat.message",
+            "message": data,
+            "conversation": summaries[conversation.pk],
+        }
+        events += [(group, agent_event) for group in agent_side_groups(conversation)]
+    for pk, t in touched.items():
+        if t.assigned:
+            # A conversation changed hands: every console's list shows it.
+            events.append(
+                (
+                    workspace_agents_group(conversations[pk].workspace_id),
+                    {"type": "chat.conversation", "conversation": summaries[pk]},
+                )
+            )
+    return events

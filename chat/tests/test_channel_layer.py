@@ -1,0 +1,75 @@
+"""Regression tests for the production channel layer (channels-redis on redis-py 8).
+
+redis-py 8 gives every connection a 5 s ``socket_timeout`` by default, and channels-redis
+blocks in BRPOP for ``brpop_timeout`` (5 s) while a consumer waits for events: an idle
+consumer then dies with "Timeout reading from ...:6379" and its socket closes
+(channels_redis issue 422). The settings must give the layer's connections a timeout well
+above the blocking read, and an idle socket must still work afterwards.
+"""
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
+from django.conf import settings
+
+from chat.tests.sockets import agent_socket, receive_message, receive_until, visitor_socket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Longer than redis-py's default socket timeout and channels-redis's BRPOP, with margin.
+IDLE_SECONDS = 7
+
+
+def test_layer_connections_time_out_well_above_the_blocking_read():
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    layer = get_channel_layer()
+    assert isinstance(layer, RedisChannelLayer)
+    assert layer.hosts
+    for index, host in enumerate(layer.hosts):
+        timeout = host.get("socket_timeout")
+        assert timeout is not None, "redis-py 8 would apply its 5 s default"
+        assert timeout >= 3 * layer.brpop_timeout, (timeout, layer.brpop_timeout)
+        # ...and it reaches the connections the layer actually opens.
+        pool = layer.create_pool(index)
+        assert pool.connection_kwargs["socket_timeout"] == timeout
+
+
+async def test_idle_sockets_still_get_events_and_answer_pings(workspace, agent):
+    agent_comm, _ = await agent_socket(agent.user)
+    visitor, _ = await visitor_socket(workspace)
+    await visitor.send_json_to({"type": "message", "client_id": "before", "text": "hello"})
+    ack = await receive_until(visitor, "ack")
+    await receive_message(agent_comm)
+    conversation_id = ack["conversation_id"]
+
+    # The one deliberate wait on time in the suite: idleness is what is under test. Both
+    # consumers sit in a blocking channel-layer read for longer than redis-py's default
+    # socket timeout; with the bug their receive loop dies with a TimeoutError here.
+    await asyncio.sleep(IDLE_SECONDS)
+
+    # Fan-out still reaches both idle sockets...
+    await agent_comm.send_json_to(
+        {
+            "type": "message",
+            "conversation_id": conversation_id,
+            "client_id": "after-idle",
+            "text": "still here?",
+        }
+    )
+    assert (await receive_until(agent_comm, "ack"))["seq"] == 2
+    at_visitor = await receive_message(visitor, sender="agent")
+    assert at_visitor["message"]["text"] == "still here?"
+    await visitor.send_json_to({"type": "message", "client_id": "after", "text": "yes"})
+    assert (await receive_until(visitor, "ack"))["seq"] == 3
+    at_agent = await receive_message(agent_comm, sender="visitor")
+    assert at_agent["message"]["client_id"] == "after"
+
+    # ...and both still answer pings.
+    await visitor.send_json_to({"type": "ping"})
+    assert (await receive_until(visitor, "pong"))["last_seq"] == 3
+    await agent_comm.send_json_to({"type": "ping"})
+    assert (await receive_until(agent_comm, "pong"))["last_message_id"] >= ack["message_id"]
+    await visitor.disconnect()
+    await agent_comm.disconnect()
