@@ -74,6 +74,7 @@ class MessageWriter:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="message-writer")
         self._fanout: asyncio.Queue = asyncio.Queue()
+        self._fanout_slots = asyncio.Semaphore(64)
         self._tasks = [loop.create_task(self._write_loop()), loop.create_task(self._fanout_loop())]
 
     def close(self) -> None:
@@ -109,12 +110,16 @@ class MessageWriter:
                     if not future.done():
                         future.set_result(result)
 
+    async def _send(self, layer, group: str, event: dict) -> None:
+        async with self._fanout_slots:  # bounded: a big batch must not open 1,000 sockets
+            await layer.group_send(group, event)
+
     async def _fanout_loop(self) -> None:
         layer = get_channel_layer()
         while True:
             sends = await self._fanout.get()
             results = await asyncio.gather(
-                *(layer.group_send(group, event) for group, event in sends),
+                *(self._send(layer, group, event) for group, event in sends),
                 return_exceptions=True,
             )
             for (group, event), result in zip(sends, results, strict=True):

@@ -176,6 +176,9 @@ if REDIS_URL:
                         "socket_timeout": 60,
                         "socket_connect_timeout": 5,
                         "socket_keepalive": True,
+                        # redis-py 8's async pool fails at once past 100 connections
+                        # ("Too many connections"); a burst of connects or fan-out needs more.
+                        "max_connections": env.int("HELPDESK_REDIS_MAX_CONNECTIONS", default=2000),
                     }
                 ],
                 "prefix": env.str("HELPDESK_CHANNEL_PREFIX", default="helpdesk"),

@@ -27,9 +27,7 @@ def conversations(workspace):
     return [ConversationFactory(visitor__workspace=workspace, assignee=agent) for _ in range(10)]
 
 
-def test_a_batch_costs_the_same_queries_whatever_its_size(
-    conversations, django_assert_num_queries
-):
+def test_a_batch_costs_the_same_queries_whatever_its_size(conversations, django_assert_num_queries):
     small = [visitor_item(conversations[0], "s1")]
     large = [visitor_item(c, f"l{i}-{n}") for n, c in enumerate(conversations) for i in range(5)]
     # lock, look up, insert, update; +2 for the savepoint inside the test's transaction
@@ -41,9 +39,9 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(
     assert Message.objects.count() == 51
     for conversation in conversations:
         seqs = list(
-            Message.objects.filter(conversation=conversation).order_by("seq").values_list(
-                "seq", flat=True
-            )
+            Message.objects.filter(conversation=conversation)
+            .order_by("seq")
+            .values_list("seq", flat=True)
         )
         assert seqs == list(range(1, len(seqs) + 1))  # no gaps, no duplicates
         conversation.refresh_from_db()
