@@ -1006,7 +1006,11 @@ textarea,input{font-size:16px}
     if (open) {
       render(true);
       receipts();
-      if (window.innerWidth >= 480) setTimeout(() => (comp.classList.contains("hide") ? fName : ta).focus(), 50);
+      if (window.innerWidth >= 480) setTimeout(() => {
+        // Unless the visitor already clicked into a field of the panel.
+        const active = root.activeElement;
+        if (!active || !panel.contains(active)) (comp.classList.contains("hide") ? fName : ta).focus();
+      }, 50);
     }
     showBadge();
   }
