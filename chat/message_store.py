@@ -20,6 +20,7 @@ Invariants:
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -41,6 +42,7 @@ from .realtime import (
 from .selectors import messages_qs
 
 Event = tuple[str, dict[str, Any]]
+ASSIGN_RETRY = timedelta(seconds=30)
 log = logging.getLogger(__name__)
 
 
@@ -104,21 +106,43 @@ def _apply(
     attachment: Attachment | None,
     now,
     touched: _Touched,
+    nobody_free: set[int],
 ) -> None:
-    """The conversation-side effects of one new message (in memory, under the row lock)."""
+    """The conversation-side effects of one new message (in memory, under the row lock).
+
+    ``nobody_free`` holds the workspaces in which this batch already found no agent to
+    assign: asking again for each of their messages would cost a query each for nothing.
+    """
     conversation.last_seq += 1
     touched.fields |= {"last_seq", "last_message_at", "last_message_preview", "updated_at"}
     if item.sender_kind == SenderKind.VISITOR:
         conversation.unread_by_agent += 1
         touched.fields.add("unread_by_agent")
-        if conversation.status == ConversationStatus.RESOLVED:
+        reopened = conversation.status == ConversationStatus.RESOLVED
+        if reopened:
             conversation.status = ConversationStatus.OPEN
             conversation.resolved_at = None
             touched.fields |= {"status", "resolved_at"}
-        if conversation.assignee_id is None and conversation_assign_auto(conversation=conversation):
-            # Written at once so the next pick (same batch) sees this agent's load.
-            Conversation.objects.filter(pk=conversation.pk).update(assignee=conversation.assignee)
-            touched.assigned = True
+        # An unassigned conversation looks for an agent when it opens or reopens, and
+        # again when the visitor writes after a pause; not on every message of a burst.
+        due = (
+            reopened
+            or conversation.last_message_at is None
+            or now - conversation.last_message_at >= ASSIGN_RETRY
+        )
+        if (
+            conversation.assignee_id is None
+            and due
+            and conversation.workspace_id not in nobody_free
+        ):
+            if conversation_assign_auto(conversation=conversation):
+                # Written at once so the next pick (same batch) sees this agent's load.
+                Conversation.objects.filter(pk=conversation.pk).update(
+                    assignee=conversation.assignee
+                )
+                touched.assigned = True
+            else:
+                nobody_free.add(conversation.workspace_id)
     elif item.sender_kind == SenderKind.AGENT:
         if conversation.first_response_at is None:
             conversation.first_response_at = now
@@ -176,6 +200,7 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     new: list[Message] = []
     touched: dict[int, _Touched] = {}
     claimed: set[int] = set()
+    nobody_free: set[int] = set()
     for item in items:
         conversation = conversations.get(item.conversation_id)
         if conversation is None or item.workspace_id not in (None, conversation.workspace_id):
@@ -212,6 +237,7 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
             attachment,
             now,
             touched.setdefault(conversation.pk, _Touched()),
+            nobody_free,
         )
         message = Message(
             workspace_id=conversation.workspace_id,

@@ -163,31 +163,45 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # --- Real time --------------------------------------------------------------------------------
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's
-                # blocking read: idle consumers then die with "Timeout reading from ...".
-                # Keep the timeout well above the 5 s BRPOP (channels_redis issue 422).
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_timeout": 60,
-                        "socket_connect_timeout": 5,
-                        "socket_keepalive": True,
-                        # redis-py 8's async pool fails at once past 100 connections
-                        # ("Too many connections"); a burst of connects or fan-out needs more.
-                        "max_connections": env.int("HELPDESK_REDIS_MAX_CONNECTIONS", default=2000),
-                    }
-                ],
-                "prefix": env.str("HELPDESK_CHANNEL_PREFIX", default="helpdesk"),
-                "capacity": env.int("HELPDESK_CHANNEL_CAPACITY", default=1000),
-                "expiry": 60,
-                "group_expiry": 86400,
-            },
-        }
+    _REDIS_HOST = {
+        "address": REDIS_URL,
+        # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's
+        # blocking read: idle consumers then die with "Timeout reading from ...".
+        # Keep the timeout well above the 5 s BRPOP (channels_redis issue 422).
+        "socket_timeout": 60,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        # redis-py 8's async pool fails at once past 100 connections
+        # ("Too many connections"); a burst of connects or fan-out needs more.
+        "max_connections": env.int("HELPDESK_REDIS_MAX_CONNECTIONS", default=2000),
     }
+    # pubsub (default): one PUBLISH per group send, pushed to each process; nothing is
+    # capped or dropped by the layer. core: per-process lists read by BRPOP, a capacity
+    # per process past which channels-redis drops messages with only an INFO log (see
+    # docs/performance.md for the measurements behind the default).
+    if env.str("HELPDESK_CHANNEL_LAYER", default="pubsub") == "core":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [_REDIS_HOST],
+                    "prefix": env.str("HELPDESK_CHANNEL_PREFIX", default="helpdesk"),
+                    "capacity": env.int("HELPDESK_CHANNEL_CAPACITY", default=1000),
+                    "expiry": 60,
+                    "group_expiry": 86400,
+                },
+            }
+        }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {
+                    "hosts": [_REDIS_HOST],
+                    "prefix": env.str("HELPDESK_CHANNEL_PREFIX", default="helpdesk"),
+                },
+            }
+        }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

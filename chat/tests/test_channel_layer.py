@@ -22,18 +22,39 @@ pytestmark = pytest.mark.django_db(transaction=True)
 IDLE_SECONDS = 7
 
 
-def test_layer_connections_time_out_well_above_the_blocking_read():
-    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    layer = get_channel_layer()
-    assert isinstance(layer, RedisChannelLayer)
-    assert layer.hosts
-    for index, host in enumerate(layer.hosts):
+@pytest.mark.parametrize("kind", ["pubsub", "core"])
+def test_layer_connections_time_out_well_above_the_blocking_read(kind, monkeypatch):
+    """Both layers the settings offer keep redis-py's socket timeout far above 5 s."""
+    import importlib
+
+    from channels_redis.utils import create_pool
+
+    import helpdesk.settings as project_settings
+
+    monkeypatch.setenv("HELPDESK_CHANNEL_LAYER", kind)
+    config = importlib.reload(project_settings).CHANNEL_LAYERS["default"]
+    monkeypatch.delenv("HELPDESK_CHANNEL_LAYER")
+    importlib.reload(project_settings)
+    expected = {
+        "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "core": "channels_redis.core.RedisChannelLayer",
+    }[kind]
+    assert config["BACKEND"] == expected
+    hosts = config["CONFIG"]["hosts"]
+    assert hosts
+    for host in hosts:
         timeout = host.get("socket_timeout")
         assert timeout is not None, "redis-py 8 would apply its 5 s default"
-        assert timeout >= 3 * layer.brpop_timeout, (timeout, layer.brpop_timeout)
+        assert timeout >= 3 * RedisChannelLayer.brpop_timeout, timeout
         # ...and it reaches the connections the layer actually opens.
-        pool = layer.create_pool(index)
-        assert pool.connection_kwargs["socket_timeout"] == timeout
+        assert create_pool(host).connection_kwargs["socket_timeout"] == timeout
+
+
+def test_the_default_layer_is_pubsub():
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == (
+        "channels_redis.pubsub.RedisPubSubChannelLayer"
+    )
+    assert get_channel_layer() is not None
 
 
 async def test_idle_sockets_still_get_events_and_answer_pings(workspace, agent):

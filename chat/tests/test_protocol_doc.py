@@ -552,14 +552,11 @@ async def test_unknown_widget_key_gets_an_error_then_close_4004(workspace):
     frame = await comm.receive_json_from(timeout=5)
     assert (frame["type"], frame["code"]) == ("error", "invalid_key")
     closed = await comm.receive_output(timeout=5)
-    assert (
-        closed
-        == {"type": "websocket.close", "code": consumers.CLOSE_INVALID_KEY}
-        == {
-            "type": "websocket.close",
-            "code": 4004,
-        }
-    )
+    assert closed == {"type": "websocket.close", "code": 4004}
+    assert consumers.CLOSE_INVALID_KEY == 4004
+    # Tell the consumer the client is gone, so it ends instead of being cancelled at
+    # teardown (a cancelled channels-redis receive can hang the event loop's shutdown).
+    await comm.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -573,6 +570,7 @@ async def test_visitor_socket_from_a_foreign_or_missing_origin_is_refused(worksp
     comm = WebsocketCommunicator(application, f"/ws/visitor/?key={workspace.widget_key}", headers)
     connected, _ = await comm.connect()
     assert not connected  # closed before accept: HTTP 403 at the handshake
+    await comm.disconnect()  # as the server does after refusing; the consumer then ends
 
 
 @pytest.mark.django_db(transaction=True)
@@ -596,8 +594,7 @@ async def test_agent_socket_needs_an_agent_session_and_same_origin(workspace, ag
     async def opens(headers) -> bool:
         comm = WebsocketCommunicator(application, "/ws/agent/", headers)
         connected, _ = await comm.connect()
-        if connected:
-            await comm.disconnect()
+        await comm.disconnect()  # refused or not, let the consumer end
         return connected
 
     host = (b"host", b"127.0.0.1")
