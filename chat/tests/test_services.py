@@ -595,6 +595,17 @@ def test_an_unassigned_conversation_is_assigned_when_an_agent_comes_online(works
     assert conversation.assignee == agent  # assigned once, kept
 
 
+def test_a_reopened_conversation_looks_for_an_agent_at_once(workspace, visitor, agent):
+    conversation = send(visitor, "anyone?").conversation
+    services.conversation_resolve(agent=agent, conversation_id=conversation.pk)
+    Conversation.objects.filter(pk=conversation.pk).update(assignee=None)
+    connect(agent)
+    send(visitor, "one more thing")  # seconds later, but it reopens the conversation
+    conversation.refresh_from_db()
+    assert conversation.status == ConversationStatus.OPEN
+    assert conversation.assignee == agent
+
+
 def test_an_agent_who_replies_to_an_unassigned_conversation_takes_it(workspace, visitor, agent):
     conversation = send(visitor, "anyone?").conversation
     reply(agent, conversation)
@@ -633,9 +644,14 @@ def test_query_count_first_visitor_message_does_not_grow_with_agents(
 
 
 def test_query_count_unassigned_while_nobody_is_online(visitor, django_assert_num_queries):
-    send(visitor, "first")
+    conversation = send(visitor, "first").conversation
     with django_assert_num_queries(9):  # no new search for an agent within a burst
         send(visitor, "second")
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_message_at=timezone.now() - timedelta(seconds=31)
+    )
+    with django_assert_num_queries(10):  # after a pause: one query looks for an agent
+        send(visitor, "third")
 
 
 def test_query_count_agent_message(visitor, agent, django_assert_num_queries):
