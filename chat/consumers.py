@@ -388,16 +388,7 @@ class VisitorConsumer(FrameConsumer):
 
     async def _ack(self, message) -> None:
         self.conversation_id = message.conversation_id
-        await self.send_frame(
-            {
-                "type": "ack",
-                "client_id": message.client_id,
-                "conversation_id": message.conversation_id,
-                "message_id": message.pk,
-                "seq": message.seq,
-                "created_at": message.created_at.isoformat(),
-            }
-        )
+        await self.send_frame(frames.ack_frame(message))
 
     async def frame_message(self, frame: dict) -> None:
         _require(frame, "client_id", str)
@@ -662,16 +653,7 @@ class AgentConsumer(FrameConsumer):
                 agent_id=self.agent.pk,
             )
         )
-        await self.send_frame(
-            {
-                "type": "ack",
-                "client_id": message.client_id,
-                "conversation_id": message.conversation_id,
-                "message_id": message.pk,
-                "seq": message.seq,
-                "created_at": message.created_at.isoformat(),
-            }
-        )
+        await self.send_frame(frames.ack_frame(message))
 
     async def frame_typing(self, frame: dict) -> None:
         conversation_id = _require(frame, "conversation_id", int)

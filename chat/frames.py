@@ -84,3 +84,15 @@ def conversation_frame(conversation: Conversation) -> dict[str, Any]:
         "first_response_at": _ts(conversation.first_response_at),
         "resolved_at": _ts(conversation.resolved_at),
     }
+
+
+def ack_frame(message: Message) -> dict[str, Any]:
+    """The answer to a client's send, once the message is committed."""
+    return {
+        "type": "ack",
+        "client_id": message.client_id,
+        "conversation_id": message.conversation_id,
+        "message_id": message.pk,
+        "seq": message.seq,
+        "created_at": _ts(message.created_at),
+    }
