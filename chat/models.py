@@ -3,6 +3,7 @@
 import uuid
 
 from django.contrib.gis.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import AgentProfile, Team, Workspace
@@ -27,7 +28,7 @@ class Visitor(models.Model):
     current_url = models.URLField(_("current page"), max_length=2000, blank=True)
     current_title = models.CharField(_("page title"), max_length=300, blank=True)
     referrer = models.URLField(_("referrer"), max_length=2000, blank=True)
-    first_seen_at = models.DateTimeField(_("first seen"), auto_now_add=True)
+    first_seen_at = models.DateTimeField(_("first seen"), default=timezone.now)
     last_seen_at = models.DateTimeField(_("last seen"))
 
     class Meta:
@@ -161,7 +162,9 @@ class Message(models.Model):
     read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["conversation", "seq"]
+        # By the column, not the relation: ordering by "conversation" would join the
+        # conversation table (and use its ordering) on every message query.
+        ordering = ["conversation_id", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="message_unique_seq"),
             models.UniqueConstraint(
