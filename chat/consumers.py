@@ -10,7 +10,7 @@ import logging
 import time
 from collections import deque
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async as _database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -18,7 +18,6 @@ from django.conf import settings
 
 from accounts import selectors as account_selectors
 from accounts import services as account_services
-from accounts.models import normalize_origin
 from knowledge import pipeline as bot_pipeline
 from knowledge.tasks import assist_suggest_task
 
@@ -36,6 +35,7 @@ from .realtime import (
     workspace_visitors_group,
 )
 from .visitor_info import client_ip, header
+from .widget_http import allowed_origin
 from .widget_text import widget_strings
 from .writer import get_writer
 
@@ -262,17 +262,7 @@ def _visitor_handoff(visitor) -> None:
 
 def origin_allowed(scope: dict, workspace) -> bool:
     """The page's origin is this server's own or one the workspace lists."""
-    raw = header(scope, b"origin")
-    if not raw:
-        return False
-    try:
-        origin = normalize_origin(raw)
-    except ValueError:
-        return False
-    host = header(scope, b"host").lower()
-    if host and urlsplit(origin).netloc == host:
-        return True
-    return origin in workspace.origin_list()
+    return allowed_origin(workspace, header(scope, b"origin"), header(scope, b"host")) is not None
 
 
 class VisitorConsumer(FrameConsumer):

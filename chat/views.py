@@ -1,7 +1,6 @@
 """HTTP endpoints of the widget side: demo page, uploads, attachment downloads, health."""
 
 import logging
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection
@@ -10,13 +9,14 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.models import Workspace, normalize_origin
+from accounts.models import Workspace
 from accounts.selectors import workspace_get_by_key
 
 from . import frames, services
 from .errors import ChatError
 from .models import Attachment
 from .selectors import visitor_get_by_token
+from .widget_http import widget_error, widget_json, widget_origin, widget_preflight, widget_refusal
 
 log = logging.getLogger(__name__)
 
@@ -25,27 +25,6 @@ def demo_page(request: HttpRequest) -> HttpResponse:
     """A page that embeds the widget exactly as a customer's site would."""
     workspace = Workspace.objects.order_by("pk").first()
     return render(request, "demo.html", {"workspace": workspace})
-
-
-def _cors_origin(request: HttpRequest, workspace: Workspace | None) -> str | None:
-    raw = request.headers.get("Origin")
-    if not raw or workspace is None:
-        return None
-    try:
-        origin = normalize_origin(raw)
-    except ValueError:
-        return None
-    if urlsplit(origin).netloc == request.get_host().lower() or origin in workspace.origin_list():
-        return origin
-    return None
-
-
-def _json(data: dict, status: int, origin: str | None) -> JsonResponse:
-    response = JsonResponse(data, status=status)
-    if origin:
-        response["Access-Control-Allow-Origin"] = origin
-        response["Vary"] = "Origin"
-    return response
 
 
 @csrf_exempt
@@ -59,39 +38,25 @@ def widget_upload(request: HttpRequest) -> HttpResponse:
     # A CORS preflight has no body, so the key may also come in the query string.
     key = request.POST.get("key") or request.GET.get("key", "")
     workspace = workspace_get_by_key(widget_key=key)
-    origin = _cors_origin(request, workspace)
+    origin = widget_origin(request, workspace)
     if request.method == "OPTIONS":
-        response = HttpResponse(status=204)
-        if origin:
-            response["Access-Control-Allow-Origin"] = origin
-            response["Access-Control-Allow-Methods"] = "POST"
-            response["Vary"] = "Origin"
-        return response
-    if workspace is None:
-        return _json(
-            {"error": {"code": "invalid_key", "message": "Unknown widget key."}}, 403, None
-        )
-    if request.headers.get("Origin") and origin is None:
-        return _json(
-            {"error": {"code": "origin_not_allowed", "message": "Origin not allowed."}}, 403, None
-        )
+        return widget_preflight(origin, "POST")
+    refusal = widget_refusal(request, workspace, origin, unknown_key=403)
+    if refusal is not None:
+        return refusal
     public_id = request.POST.get("visitor_id", "")
     token = request.POST.get("visitor_token", "")
     visitor = visitor_get_by_token(workspace=workspace, public_id=public_id, token=token)
     if visitor is None:
-        return _json(
-            {"error": {"code": "invalid_visitor", "message": "Unknown visitor."}}, 403, origin
-        )
+        return widget_error("invalid_visitor", "Unknown visitor.", 403, origin)
     upload = request.FILES.get("file")
     if upload is None:
-        return _json(
-            {"error": {"code": "missing_file", "message": "No file was sent."}}, 400, origin
-        )
+        return widget_error("missing_file", "No file was sent.", 400, origin)
     try:
         attachment = services.attachment_create(workspace=workspace, upload=upload, visitor=visitor)
     except ChatError as exc:
-        return _json({"error": {"code": exc.code, "message": exc.message}}, 400, origin)
-    return _json({"attachment": frames.attachment_frame(attachment)}, 201, origin)
+        return widget_error(exc.code, exc.message, 400, origin)
+    return widget_json({"attachment": frames.attachment_frame(attachment)}, 201, origin)
 
 
 @require_GET

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import Workspace
 from accounts.selectors import workspace_get_by_key
-from chat.views import _cors_origin
+from chat.widget_http import (
+    widget_error,
+    widget_json,
+    widget_origin,
+    widget_preflight,
+    widget_refusal,
+)
 
 from . import search, selectors
 from .rendering import render_markdown
@@ -123,14 +129,6 @@ def help_search(request: HttpRequest, widget_key: str) -> HttpResponse:
     )
 
 
-def _suggest_json(data: dict, status: int, origin: str | None) -> JsonResponse:
-    response = JsonResponse(data, status=status, json_dumps_params={"ensure_ascii": False})
-    response["Vary"] = "Origin"
-    if origin:
-        response["Access-Control-Allow-Origin"] = origin
-    return response
-
-
 @require_http_methods(["GET", "OPTIONS"])
 def suggest(request: HttpRequest, widget_key: str) -> HttpResponse:
     """GET ?q=... -> {"results": [{"id", "title", "url", "snippet", "score"}]}.
@@ -140,32 +138,17 @@ def suggest(request: HttpRequest, widget_key: str) -> HttpResponse:
     endpoint. An empty question gives an empty list; one over SUGGEST_MAX_CHARS a 400.
     """
     workspace = workspace_get_by_key(widget_key=widget_key)
-    origin = _cors_origin(request, workspace)
+    origin = widget_origin(request, workspace)
     if request.method == "OPTIONS":
-        response = HttpResponse(status=204)
-        response["Vary"] = "Origin"
-        if origin:
-            response["Access-Control-Allow-Origin"] = origin
-            response["Access-Control-Allow-Methods"] = "GET"
-            response["Access-Control-Max-Age"] = "600"
-        return response
-    if workspace is None:
-        return _suggest_json(
-            {"error": {"code": "invalid_key", "message": "Unknown widget key."}}, 404, None
-        )
-    if request.headers.get("Origin") and origin is None:
-        return _suggest_json(
-            {"error": {"code": "origin_not_allowed", "message": "Origin not allowed."}}, 403, None
-        )
+        return widget_preflight(origin, "GET")
+    refusal = widget_refusal(request, workspace, origin, unknown_key=404)
+    if refusal is not None:
+        return refusal
     query = request.GET.get("q", "").strip()
     if len(query) > SUGGEST_MAX_CHARS:
-        return _suggest_json(
-            {
-                "error": {
-                    "code": "query_too_long",
-                    "message": f"The question is longer than {SUGGEST_MAX_CHARS} characters.",
-                }
-            },
+        return widget_error(
+            "query_too_long",
+            f"The question is longer than {SUGGEST_MAX_CHARS} characters.",
             400,
             origin,
         )
@@ -183,6 +166,6 @@ def suggest(request: HttpRequest, widget_key: str) -> HttpResponse:
             for hit in hits
             if hit.score >= SUGGEST_MIN_SCORE
         ]
-    response = _suggest_json({"query": query, "results": results}, 200, origin)
+    response = widget_json({"query": query, "results": results}, 200, origin)
     response["Cache-Control"] = "public, max-age=60"
     return response
