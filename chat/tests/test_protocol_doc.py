@@ -43,7 +43,9 @@ def fast_password_hasher(settings):
 FRAME_HEADING = re.compile(r"^### (visitor|agent|server) → (server|visitor|agent): (\w+)\s*$")
 OBJECT_HEADING = re.compile(r"^### object: (\w+)\s*$")
 OBJECT_REF = re.compile(r"\[(\w+)\]\(#object-\w+\)")
-ERROR_CODE_IN_SOURCE = re.compile(r"\b(?:ChatError|FrameError|send_error)\(\s*\"([a-z_]+)\"")
+ERROR_CODE_IN_SOURCE = re.compile(
+    r"\b(?:ChatError|FrameError|send_error|widget_error)\(\s*\"([a-z_]+)\""
+)
 HTTP_ERROR_CODE_IN_SOURCE = re.compile(r"\"code\":\s*\"([a-z_]+)\"")
 
 
@@ -229,7 +231,7 @@ def _source_error_codes() -> set[str]:
     for path in sorted((ROOT / "chat").glob("*.py")) + sorted((ROOT / "accounts").glob("*.py")):
         source = path.read_text()
         codes |= set(ERROR_CODE_IN_SOURCE.findall(source))
-        if path.name in ("views.py", "console_views.py"):
+        if path.name in ("views.py", "console_views.py", "widget_http.py"):
             codes |= set(HTTP_ERROR_CODE_IN_SOURCE.findall(source))
     return codes
 

@@ -1,6 +1,5 @@
 """The OpenAI-compatible client against a real HTTP server on loopback (fake_openai)."""
 
-
 import pytest
 
 from knowledge.providers import (
