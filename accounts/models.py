@@ -1,6 +1,8 @@
 """Workspaces (tenants), agents, teams and agent presence."""
 
+import ipaddress
 import secrets
+import zoneinfo
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -51,6 +53,23 @@ class BotMode(models.TextChoices):
     ASSIST_ONLY = "assist_only", _("Agent-assist only: suggestions in the console")
 
 
+class RoutingStrategy(models.TextChoices):
+    """How chat.routing picks an agent; see docs/routing.md."""
+
+    ROUND_ROBIN = "round_robin", _("Round-robin")
+    LEAST_BUSY = "least_busy", _("Least busy (open chats relative to capacity)")
+    CUSTOM = "custom", _("Custom class (settings.HELPDESK_ROUTING_CUSTOM_STRATEGY)")
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            _("%(tz)s is not a time zone like Europe/Paris"), params={"tz": value}
+        ) from None
+
+
 class Workspace(models.Model):
     """One company running the helpdesk; every other row belongs to one."""
 
@@ -98,6 +117,34 @@ class Workspace(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text=_("Below this share of the vote (0-1) the conversation goes to a human."),
     )
+    routing_strategy = models.CharField(
+        _("routing strategy"),
+        max_length=20,
+        choices=RoutingStrategy.choices,
+        default=RoutingStrategy.ROUND_ROBIN,
+        help_text=_("How a new conversation finds an agent when no team rule applies."),
+    )
+    routing_sticky = models.BooleanField(
+        _("sticky routing"),
+        default=True,
+        help_text=_(
+            "A returning visitor goes back to the agent who last served them when that "
+            "agent is available."
+        ),
+    )
+    ask_department = models.BooleanField(
+        _("ask for a department"),
+        default=False,
+        help_text=_("The widget asks the visitor to pick one of the teams marked as department."),
+    )
+    timezone = models.CharField(
+        _("time zone"), max_length=64, default="UTC", validators=[validate_timezone]
+    )
+    business_hours_enabled = models.BooleanField(
+        _("use business hours"),
+        default=False,
+        help_text=_("Outside the hours below the widget shows the offline text and form."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -128,6 +175,17 @@ class Workspace(models.Model):
 class Team(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="teams")
     name = models.CharField(_("name"), max_length=120)
+    routing_strategy = models.CharField(
+        _("routing inside the team"),
+        max_length=20,
+        choices=RoutingStrategy.choices,
+        default=RoutingStrategy.LEAST_BUSY,
+    )
+    is_department = models.BooleanField(
+        _("offered as a department"),
+        default=False,
+        help_text=_("Listed in the widget when the workspace asks visitors for a department."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -192,3 +250,73 @@ class AgentConnection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} @ {self.channel_name}"
+
+
+class BusinessHours(models.Model):
+    """One opening interval of a weekday, in the workspace's time zone."""
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, _("Monday")
+        TUESDAY = 1, _("Tuesday")
+        WEDNESDAY = 2, _("Wednesday")
+        THURSDAY = 3, _("Thursday")
+        FRIDAY = 4, _("Friday")
+        SATURDAY = 5, _("Saturday")
+        SUNDAY = 6, _("Sunday")
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="business_hours"
+    )
+    weekday = models.PositiveSmallIntegerField(_("weekday"), choices=Weekday.choices)
+    opens_at = models.TimeField(_("opens"))
+    closes_at = models.TimeField(_("closes"))
+
+    class Meta:
+        ordering = ["workspace", "weekday", "opens_at"]
+        verbose_name = _("business hours")
+        verbose_name_plural = _("business hours")
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens_at:%H:%M}-{self.closes_at:%H:%M}"
+
+    def clean(self) -> None:
+        if self.opens_at and self.closes_at and self.closes_at <= self.opens_at:
+            raise ValidationError(_("The closing time must be after the opening time."))
+
+
+class RoutingRule(models.Model):
+    """Send matching conversations to a team (checked in order; the first match wins).
+
+    A rule matches when every condition it sets matches: the page URL (a shell-style
+    pattern such as ``*/pricing*``) and the visitor's language (a prefix such as ``zh``).
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="routing_rules")
+    position = models.PositiveSmallIntegerField(_("order"), default=0)
+    url_pattern = models.CharField(_("page URL pattern"), max_length=300, blank=True)
+    language = models.CharField(_("language prefix"), max_length=35, blank=True)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="routing_rules")
+    enabled = models.BooleanField(_("enabled"), default=True)
+
+    class Meta:
+        ordering = ["workspace", "position", "pk"]
+        verbose_name = _("routing rule")
+
+    def __str__(self) -> str:
+        return f"{self.url_pattern or '*'} / {self.language or '*'} -> {self.team}"
+
+    def clean(self) -> None:
+        if not self.url_pattern and not self.language:
+            raise ValidationError(_("Give a URL pattern, a language, or both."))
+        if self.team_id and self.workspace_id and self.team.workspace_id != self.workspace_id:
+            raise ValidationError(_("The team belongs to another workspace."))
+
+
+def validate_ip_network(value: str) -> None:
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValidationError(
+            _("%(value)s is not an IP address or network like 203.0.113.0/24"),
+            params={"value": value},
+        ) from None
