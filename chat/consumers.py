@@ -692,6 +692,16 @@ class AgentConsumer(FrameConsumer):
     async def chat_conversation(self, event: dict) -> None:
         await self.send_frame({"type": "conversation", "conversation": event["conversation"]})
 
+    async def chat_event(self, event: dict) -> None:
+        frame = {
+            "type": "event",
+            "conversation_id": event["conversation_id"],
+            "event": event["event"],
+        }
+        if event.get("ref"):
+            frame["ref"] = event["ref"]
+        await self.send_frame(frame)
+
     async def assist_suggestion(self, event: dict) -> None:
         await self.send_frame(
             {

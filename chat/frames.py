@@ -4,7 +4,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from .models import Attachment, Conversation, Message, Visitor
+from .models import Attachment, Conversation, ConversationEvent, Message, Visitor
 
 
 def _ts(value) -> str | None:
@@ -95,4 +95,23 @@ def ack_frame(message: Message) -> dict[str, Any]:
         "message_id": message.pk,
         "seq": message.seq,
         "created_at": _ts(message.created_at),
+    }
+
+
+def _agent_ref(agent) -> dict[str, Any] | None:
+    return {"id": agent.pk, "name": agent.display_name} if agent else None
+
+
+def event_frame(event: ConversationEvent) -> dict[str, Any]:
+    """A timeline entry (system event or private note); for agents only."""
+    return {
+        "id": event.pk,
+        "conversation_id": event.conversation_id,
+        "kind": event.kind,
+        "actor": _agent_ref(event.actor),
+        "agent": _agent_ref(event.agent),
+        "team": {"id": event.team.pk, "name": event.team.name} if event.team else None,
+        "text": event.text,
+        "data": event.data,
+        "created_at": _ts(event.created_at),
     }
