@@ -32,6 +32,7 @@ run: ## Try it: install what is missing, migrate, seed the demo, serve on http:/
 test: ## Prove it: install what is missing, start PostgreSQL/PostGIS and Redis, run pytest
 	@bash scripts/bootstrap.sh --dev --browser
 	@bash scripts/services.sh
+	@$(PY) bench/run.py --requirements-only
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 

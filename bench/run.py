@@ -433,6 +433,22 @@ def ours_commands(args, ports: list[int]) -> tuple[list[list[str]], str]:
     ], label
 
 
+def ours_spec(ports: list[int], seeded: dict, compression: str | None = "deflate") -> dict:
+    """What the scenarios need to reach our stack: its ports and what bench/seed.py made.
+
+    Also used by bench/tests/test_bench_smoke.py, which runs the chat scenario in
+    ``make test`` against servers of the test suite.
+    """
+    return {
+        "host": "127.0.0.1",
+        "ports": ports,
+        "widget_key": seeded["widget_key"],
+        "agents": seeded["agents"],
+        "visitor_query": "",
+        "compression": compression,
+    }
+
+
 class Profiler:
     """py-spy sampling profiles of the server processes while a scenario loads them."""
 
@@ -729,6 +745,12 @@ def parse_args():
         help="Redis DB of our stack; the naive stack uses the next one",
     )
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--requirements-only",
+        action="store_true",
+        help="install bench/requirements.txt into .venv when it changed, then exit "
+        "(make test does this for the bench's smoke test)",
+    )
     return parser.parse_args()
 
 
@@ -741,6 +763,9 @@ def main() -> int:
         os.environ["BENCH_NO_REEXEC"] = "1"
         os.execv(str(PY), [str(PY), *sys.argv])
     args = parse_args()
+    if args.requirements_only:
+        ensure_requirements()
+        return 0
     if not args.db_name.startswith("helpdesk_bench"):
         raise SystemExit("--db-name must start with helpdesk_bench")
     t_start = time.monotonic()
@@ -829,14 +854,7 @@ def main() -> int:
         stacks.append(stack)
         log(f"starting {label} x{args.workers} on ports {ports}")
         stack.start()
-        spec = {
-            "host": "127.0.0.1",
-            "ports": ports,
-            "widget_key": seeded["widget_key"],
-            "agents": seeded["agents"],
-            "visitor_query": "",
-            "compression": compression,
-        }
+        spec = ours_spec(ports, seeded, compression)
         profiler = Profiler(stack.pids, logdir) if args.profile else None
         target = Target(
             "ours",

@@ -21,8 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "helpdesk.settings")
 
 import django  # noqa: E402
+from django.apps import apps  # noqa: E402
 
-django.setup()
+if not apps.ready:  # already set up when bench/tests/ imports seed() under pytest
+    django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import (  # noqa: E402

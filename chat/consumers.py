@@ -9,22 +9,28 @@ import json
 import logging
 import time
 from collections import deque
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async as _database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
 from accounts import selectors as account_selectors
 from accounts import services as account_services
+from accounts.hours import schedule_for
+from accounts.models import AgentConnection, Team
 from knowledge import pipeline as bot_pipeline
 from knowledge.tasks import assist_suggest_task
 
-from . import frames, selectors, services
+from . import blocklist, frames, labels, ratings, routing, search, selectors, services
+from .canned import canned_for_agent, canned_frame
+from .departments import department_list
 from .errors import ChatError
 from .message_store import NewMessage
-from .models import SenderKind
+from .models import ConversationStatus, SenderKind
 from .realtime import (
     agent_group,
     broadcast_now,
@@ -187,20 +193,29 @@ def _workspace_for_key(key: str):
 
 @database_sync_to_async
 def _visitor_hello(workspace, scope: dict, frame: dict) -> dict:
+    ip = client_ip(scope)
+    if blocklist.visitor_is_blocked(workspace.pk, None, ip):  # before any row is written
+        return {"blocked": True}
     visitor, token = services.visitor_identify(
         workspace=workspace,
         public_id=frame.get("visitor_id"),
         token=frame.get("visitor_token"),
-        ip=client_ip(scope),
+        ip=ip,
         user_agent=header(scope, b"user-agent"),
         language=frame.get("lang", ""),
         page=frame.get("page"),
     )
+    if blocklist.visitor_is_blocked(workspace.pk, visitor.pk, None):
+        return {"blocked": True}
     conversation = selectors.conversation_current_for_visitor(visitor=visitor)
     return {
+        "blocked": False,
+        "schedule": schedule_for(workspace),
+        "departments": department_list(workspace=workspace),
         "visitor": visitor,
         "token": token,
         "conversation": conversation,
+        "queue_position": routing.queue_position(conversation) if conversation else None,
         "agents_online": account_selectors.workspace_has_agents_online(workspace_id=workspace.pk),
     }
 
@@ -218,6 +233,7 @@ def _visitor_send(visitor, frame: dict):
         client_id=frame.get("client_id"),
         text=frame.get("text"),
         attachment_id=frame.get("attachment_id"),
+        department_id=frame.get("department"),
     )
     return message
 
@@ -230,8 +246,16 @@ def _visitor_leave(visitor, frame: dict):
         name=frame.get("name"),
         email=frame.get("email"),
         text=frame.get("text"),
+        department_id=frame.get("department"),
     )
     return message
+
+
+@database_sync_to_async
+def _visitor_rate(visitor, frame: dict):
+    return ratings.conversation_rate(
+        visitor=visitor, rating=frame.get("rating"), comment=frame.get("comment")
+    )
 
 
 @database_sync_to_async
@@ -278,11 +302,16 @@ class VisitorConsumer(FrameConsumer):
         "leave_message": "frame_leave_message",
         "page": "frame_page",
         "handoff": "frame_handoff",
+        "rate": "frame_rate",
     }
 
     async def connect(self) -> None:
         self.visitor = None
         self.conversation_id = None
+        # Checked at hello; a later block arrives as a visitor.blocked event and sets it.
+        self.blocked = False
+        self.schedule = None  # business hours, loaded at hello (accounts.hours)
+        self.agents_online = False  # as the agents' presence says, hours aside
         self.groups_joined: list[str] = []
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         key = (query.get("key") or [""])[0]
@@ -310,7 +339,12 @@ class VisitorConsumer(FrameConsumer):
             raise FrameError("already_hello", "hello was already sent on this socket.")
         last_seq = _optional_int(frame, "last_seq")
         info = await _visitor_hello(self.workspace, self.scope, frame)
+        if info["blocked"]:
+            await self._refuse_blocked()
+            return
         self.visitor = info["visitor"]
+        self.schedule = info["schedule"]
+        self.agents_online = info["agents_online"]
         # Join before reading history so nothing committed in between is missed.
         await self._join(visitor_group(self.visitor.pk))
         await self._join(workspace_visitors_group(self.workspace.pk))
@@ -325,15 +359,17 @@ class VisitorConsumer(FrameConsumer):
                 "visitor_id": str(self.visitor.public_id),
                 "visitor_token": info["token"],
                 "conversation": (
-                    {
-                        "id": conversation.pk,
-                        "status": conversation.status,
+                    frames.visitor_conversation(conversation)
+                    | {
                         "last_seq": conversation.last_seq,
+                        "queue_position": info["queue_position"],
+                        "rated": conversation.rating is not None,
                     }
                     if conversation
                     else None
                 ),
-                "agents_online": info["agents_online"],
+                **self._availability(),
+                "departments": info["departments"],
                 "bot": self.workspace.bot_answers_visitors,
                 "welcome_text": self.workspace.welcome_text,
                 "offline_text": self.workspace.offline_text,
@@ -363,7 +399,37 @@ class VisitorConsumer(FrameConsumer):
         if self.visitor is None:
             return {}
         self.conversation_id, last_seq = await _visitor_last_seq(self.visitor)
-        return {"conversation_id": self.conversation_id, "last_seq": last_seq}
+        return {
+            "conversation_id": self.conversation_id,
+            "last_seq": last_seq,
+            **self._availability(),
+        }
+
+    def _availability(self) -> dict:
+        """Agents online (and within business hours), and when the hours next change.
+
+        The widget pings at ``hours_change_at``, so the pong switches it live.
+        """
+        open_now, change = True, None
+        if self.schedule is not None and self.schedule.enabled:
+            now = timezone.now()
+            open_now = self.schedule.is_open(now)
+            # Computed at hello, then again only once it has passed (or hourly, when none
+            # was found), not on every pong.
+            until, change = getattr(self, "_hours_cache", (None, None))
+            if until is None or until <= now:
+                change = self.schedule.next_change(now)
+                self._hours_cache = (change or now + timedelta(hours=1), change)
+        return {
+            "agents_online": self.agents_online and open_now,
+            "open_now": open_now,
+            "hours_change_at": change.isoformat() if change else None,
+        }
+
+    async def _refuse_blocked(self) -> None:
+        self.blocked = True
+        await self.send_error("blocked", "You cannot use this chat.")
+        await self.close(code=blocklist.CLOSE_BLOCKED)
 
     async def frame_resume(self, frame: dict) -> None:
         after = _optional_int(frame, "last_seq")
@@ -381,6 +447,8 @@ class VisitorConsumer(FrameConsumer):
         await self.send_frame(frames.ack_frame(message))
 
     async def frame_message(self, frame: dict) -> None:
+        if self.blocked:  # frames already in flight when the block arrived
+            raise ChatError("blocked", "You cannot use this chat.")
         _require(frame, "client_id", str)
         client_id, text = services.message_input_clean(
             client_id=frame["client_id"],
@@ -404,8 +472,16 @@ class VisitorConsumer(FrameConsumer):
         await self._ack(message)
 
     async def frame_leave_message(self, frame: dict) -> None:
+        if self.blocked:
+            raise ChatError("blocked", "You cannot use this chat.")
         _require(frame, "client_id", str)
         await self._ack(await _visitor_leave(self.visitor, frame))
+
+    async def frame_rate(self, frame: dict) -> None:
+        conversation = await _visitor_rate(self.visitor, frame)
+        await self.send_frame(
+            {"type": "rated", "conversation_id": conversation.pk, "rating": conversation.rating}
+        )
 
     async def frame_typing(self, frame: dict) -> None:
         active = _require(frame, "active", bool)
@@ -447,7 +523,20 @@ class VisitorConsumer(FrameConsumer):
         await self.send_frame(
             {
                 "type": "conversation",
-                "conversation": {"id": conversation["id"], "status": conversation["status"]},
+                "conversation": {
+                    "id": conversation["id"],
+                    "status": conversation["status"],
+                    "agent_name": conversation.get("agent_name"),
+                },
+            }
+        )
+
+    async def chat_queue(self, event: dict) -> None:
+        await self.send_frame(
+            {
+                "type": "queue",
+                "conversation_id": event["conversation_id"],
+                "position": event["position"],
             }
         )
 
@@ -464,7 +553,26 @@ class VisitorConsumer(FrameConsumer):
             )
 
     async def workspace_availability(self, event: dict) -> None:
-        await self.send_frame({"type": "availability", "agents_online": event["agents_online"]})
+        self.agents_online = event["agents_online"]
+        if not self.hello_done:
+            return  # welcome carries it
+        availability = self._availability()
+        await self.send_frame(
+            {
+                "type": "availability",
+                "agents_online": availability["agents_online"],
+                "open_now": availability["open_now"],
+            }
+        )
+
+    async def visitor_blocked(self, event: dict) -> None:
+        """chat.blocklist: this visitor, or an address range, was blocked."""
+        network = event.get("network")
+        if network is not None:
+            parsed = blocklist.parse_network(network)
+            if parsed is None or not blocklist.ip_in_networks(client_ip(self.scope), [parsed]):
+                return
+        await self._refuse_blocked()
 
 
 # --- agent ------------------------------------------------------------------------------------
@@ -485,11 +593,69 @@ def _agent_disconnected(agent, channel_name: str) -> None:
     account_services.agent_connection_close(agent=agent, channel_name=channel_name)
 
 
+def _view_check(agent, view: Any, status: Any) -> tuple[str, str | None]:
+    if view not in selectors.LIST_VIEWS:
+        raise FrameError("invalid_field", "'view' is inbox, mine, unassigned, team or all.")
+    if view == "all" and not agent.is_workspace_admin:
+        raise ChatError("forbidden", "Only workspace admins can list all conversations.")
+    if status is not None and status not in ConversationStatus.values:
+        raise FrameError("invalid_field", "'status' is open, pending, resolved or snoozed.")
+    return view, status
+
+
+@database_sync_to_async
+def _agent_list(agent, view: str, status: str | None) -> dict:
+    return {
+        "view": view,
+        "status": status,
+        "conversations": [
+            frames.conversation_frame(c)
+            for c in selectors.conversation_list_for_agent(agent=agent, view=view, status=status)
+        ],
+        "last_message_id": selectors.workspace_last_message_id(workspace_id=agent.workspace_id),
+    }
+
+
 @database_sync_to_async
 def _agent_welcome(agent) -> dict:
+    agent.refresh_from_db(fields=["presence", "is_workspace_admin", "display_name"])
+    connected = set(
+        AgentConnection.objects.filter(
+            workspace_id=agent.workspace_id, last_seen_at__gte=account_selectors.fresh_since()
+        ).values_list("agent_id", flat=True)
+    )
+    view = "all" if agent.is_workspace_admin else "inbox"
     return {
+        "agent": {
+            "id": agent.pk,
+            "name": agent.display_name,
+            "presence": agent.presence,
+            "is_admin": agent.is_workspace_admin,
+            "teams": list(agent.teams.values_list("pk", flat=True)),
+        },
+        "agents": [
+            account_services.agent_presence_frame(a, connected=a.pk in connected)
+            for a in selectors.workspace_agents(workspace_id=agent.workspace_id)
+        ],
+        "teams": [
+            {"id": t.pk, "name": t.name}
+            for t in Team.objects.filter(workspace_id=agent.workspace_id).order_by("name")
+        ],
+        "queue": routing.queue_summary(workspace_id=agent.workspace_id),
+        "labels": [
+            frames.label_frame(label)
+            for label in labels.label_list(workspace_id=agent.workspace_id)
+        ],
+        "canned": [canned_frame(r) for r in canned_for_agent(agent=agent)],
+        "view": view,
         "conversations": [
-            frames.conversation_frame(c) for c in selectors.conversation_list_for_agent(agent=agent)
+            frames.conversation_frame(c)
+            for c in selectors.conversation_list_for_agent(agent=agent, view="all", status=None)
+        ]
+        if agent.is_workspace_admin
+        else [
+            frames.conversation_frame(c)
+            for c in selectors.conversation_list_for_agent(agent=agent, view="inbox")
         ],
         "last_message_id": selectors.workspace_last_message_id(workspace_id=agent.workspace_id),
     }
@@ -508,6 +674,10 @@ def _agent_open(agent, conversation_id, after_seq: int) -> dict:
         "visitor": frames.visitor_frame(conversation.visitor),
         "messages": [frames.message_frame(m) for m in rows],
         "has_more": more,
+        "events": [
+            frames.event_frame(e)
+            for e in selectors.conversation_events(conversation_id=conversation.pk)
+        ],
     }
 
 
@@ -548,7 +718,76 @@ def _agent_suggest(agent, conversation_id, channel_name: str) -> None:
 @database_sync_to_async
 def _agent_heartbeat(agent, channel_name: str) -> int:
     account_services.agent_connection_touch(channel_name=channel_name)
+    services.workspace_housekeeping(workspace_id=agent.workspace_id)
     return selectors.workspace_last_message_id(workspace_id=agent.workspace_id)
+
+
+@database_sync_to_async
+def _agent_presence(agent, presence) -> None:
+    account_services.agent_presence_set(agent=agent, presence=presence)
+
+
+@database_sync_to_async
+def _agent_transfer(agent, frame: dict) -> None:
+    services.conversation_transfer(
+        agent=agent,
+        conversation_id=frame["conversation_id"],
+        to_agent_id=frame.get("agent_id"),
+        to_team_id=frame.get("team_id"),
+        note=frame.get("note") or "",
+    )
+
+
+@database_sync_to_async
+def _agent_note(agent, frame: dict) -> None:
+    services.note_add(
+        agent=agent,
+        conversation_id=frame["conversation_id"],
+        text=frame.get("text"),
+        ref=frame.get("client_id"),
+    )
+
+
+@database_sync_to_async
+def _agent_status(agent, frame: dict) -> None:
+    services.conversation_status_set(
+        agent=agent,
+        conversation_id=frame["conversation_id"],
+        status=frame.get("status"),
+        snooze_until=frame.get("snooze_until"),
+    )
+
+
+@database_sync_to_async
+def _agent_search(agent, q) -> list[dict]:
+    return search.conversation_search(agent=agent, q=q)
+
+
+@database_sync_to_async
+def _agent_block(agent, frame: dict) -> dict:
+    entry, created = blocklist.visitor_block(
+        agent=agent,
+        conversation_id=frame["conversation_id"],
+        scope=frame.get("scope", "visitor"),
+        reason=frame.get("reason", ""),
+    )
+    return {
+        "type": "blocked",
+        "conversation_id": frame["conversation_id"],
+        "scope": "visitor" if entry.visitor_id else "ip",
+        "ip_network": entry.ip_network or None,
+        "created": created,
+    }
+
+
+@database_sync_to_async
+def _agent_labels(agent, frame: dict) -> None:
+    labels.conversation_labels_set(
+        agent=agent,
+        conversation_id=frame["conversation_id"],
+        names=frame["labels"],
+        ref=frame.get("client_id"),
+    )
 
 
 class AgentConsumer(FrameConsumer):
@@ -564,6 +803,13 @@ class AgentConsumer(FrameConsumer):
         "resolve": "frame_resolve",
         "list": "frame_list",
         "suggest": "frame_suggest",
+        "presence": "frame_presence",
+        "transfer": "frame_transfer",
+        "note": "frame_note",
+        "status": "frame_status",
+        "search": "frame_search",
+        "labels": "frame_labels",
+        "block": "frame_block",
     }
 
     async def connect(self) -> None:
@@ -591,22 +837,44 @@ class AgentConsumer(FrameConsumer):
     async def frame_hello(self, frame: dict) -> None:
         self.hello_done = True
         data = await _agent_welcome(self.agent)
-        await self.send_frame(
-            {
-                "type": "welcome",
-                "protocol": PROTOCOL_VERSION,
-                "agent": {
-                    "id": self.agent.pk,
-                    "name": self.agent.display_name,
-                    "presence": self.agent.presence,
-                },
-                **data,
-            }
-        )
+        await self.send_frame({"type": "welcome", "protocol": PROTOCOL_VERSION, **data})
 
     async def frame_list(self, frame: dict) -> None:
-        data = await _agent_welcome(self.agent)
+        default = "all" if self.agent.is_workspace_admin else "inbox"
+        view, status = _view_check(self.agent, frame.get("view", default), frame.get("status"))
+        data = await _agent_list(self.agent, view, status)
         await self.send_frame({"type": "conversations", **data})
+
+    async def frame_presence(self, frame: dict) -> None:
+        await _agent_presence(self.agent, _require(frame, "presence", str))
+
+    async def frame_transfer(self, frame: dict) -> None:
+        _require(frame, "conversation_id", int)
+        await _agent_transfer(self.agent, frame)
+
+    async def frame_note(self, frame: dict) -> None:
+        _require(frame, "conversation_id", int)
+        _require(frame, "text", str)
+        await _agent_note(self.agent, frame)
+
+    async def frame_status(self, frame: dict) -> None:
+        _require(frame, "conversation_id", int)
+        _require(frame, "status", str)
+        await _agent_status(self.agent, frame)
+
+    async def frame_search(self, frame: dict) -> None:
+        q = _require(frame, "q", str)
+        results = await _agent_search(self.agent, q)
+        await self.send_frame({"type": "search_results", "q": q, "results": results})
+
+    async def frame_labels(self, frame: dict) -> None:
+        _require(frame, "conversation_id", int)
+        _require(frame, "labels", list)
+        await _agent_labels(self.agent, frame)
+
+    async def frame_block(self, frame: dict) -> None:
+        _require(frame, "conversation_id", int)
+        await self.send_frame(await _agent_block(self.agent, frame))
 
     async def pong_extra(self) -> dict:
         return {"last_message_id": await _agent_heartbeat(self.agent, self.channel_name)}
@@ -693,6 +961,10 @@ class AgentConsumer(FrameConsumer):
         await self.send_frame({"type": "conversation", "conversation": event["conversation"]})
 
     async def chat_event(self, event: dict) -> None:
+        key = ("event", event["event"]["id"])
+        if key in self._seen:  # as assignee and as watcher
+            return
+        self._seen.append(key)
         frame = {
             "type": "event",
             "conversation_id": event["conversation_id"],
@@ -701,6 +973,18 @@ class AgentConsumer(FrameConsumer):
         if event.get("ref"):
             frame["ref"] = event["ref"]
         await self.send_frame(frame)
+
+    async def agent_presence(self, event: dict) -> None:
+        if not self.hello_done:
+            return  # the welcome frame carries everyone's presence
+        if event["agent"]["id"] == self.agent.pk:
+            self.agent.presence = event["agent"]["presence"]
+        await self.send_frame({"type": "presence", "agent": event["agent"]})
+
+    async def chat_queue_count(self, event: dict) -> None:
+        if not self.hello_done:
+            return
+        await self.send_frame({"type": "queue", "queue": event["queue"]})
 
     async def assist_suggestion(self, event: dict) -> None:
         await self.send_frame(

@@ -1,10 +1,12 @@
 """Rows rendered as the JSON objects of the WebSocket protocol (docs/protocol.md)."""
 
+from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import prefetch_related_objects
 from django.urls import reverse
 
-from .models import Attachment, Conversation, ConversationEvent, Message, Visitor
+from .models import Attachment, Conversation, ConversationEvent, Label, Message, Visitor
 
 
 def _ts(value) -> str | None:
@@ -83,6 +85,39 @@ def conversation_frame(conversation: Conversation) -> dict[str, Any]:
         "created_at": _ts(conversation.created_at),
         "first_response_at": _ts(conversation.first_response_at),
         "resolved_at": _ts(conversation.resolved_at),
+        "team": {"id": conversation.team_id, "name": conversation.team.name}
+        if conversation.team_id
+        else None,
+        "queued_at": _ts(conversation.queued_at),
+        "snoozed_until": _ts(conversation.snoozed_until),
+        "first_response_seconds": conversation.first_response_seconds,
+        "resolution_seconds": conversation.resolution_seconds,
+        "rating": conversation.rating,
+        "rating_comment": conversation.rating_comment,
+        "rated_at": _ts(conversation.rated_at),
+        # From the prefetch cache: load lists with labels_prefetch (one query per batch).
+        "labels": [label.name for label in conversation.labels.all()],
+    }
+
+
+def labels_prefetch(conversations: Iterable[Conversation]) -> list[Conversation]:
+    """Load the labels of ``conversations`` in one query (for ``conversation_frame``)."""
+    rows = list(conversations)
+    prefetch_related_objects(rows, "labels")
+    return rows
+
+
+def label_frame(label: Label) -> dict[str, Any]:
+    return {"id": label.pk, "name": label.name, "color": label.color}
+
+
+def visitor_conversation(conversation: Conversation) -> dict[str, Any]:
+    """What a visitor sees of their conversation: never internal fields (team, notes)."""
+    assignee = conversation.assignee
+    return {
+        "id": conversation.pk,
+        "status": conversation.status,
+        "agent_name": assignee.display_name if assignee else None,
     }
 
 

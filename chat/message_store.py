@@ -20,7 +20,6 @@ Invariants:
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -29,20 +28,27 @@ from django.utils import timezone
 
 from accounts.models import AgentProfile
 
-from . import frames
-from .assignment import conversation_assign_auto
+from . import frames, routing
+from .autoreply import auto_reply_enqueue_on_commit
 from .errors import ChatError
-from .models import Attachment, Conversation, ConversationStatus, Message, SenderKind
+from .models import (
+    Attachment,
+    Conversation,
+    ConversationStatus,
+    EventKind,
+    Message,
+    SenderKind,
+)
 from .realtime import (
     agent_group,
     conversation_group,
     visitor_group,
     workspace_agents_group,
 )
+from .search import message_search_terms
 from .selectors import messages_qs
 
 Event = tuple[str, dict[str, Any]]
-ASSIGN_RETRY = timedelta(seconds=30)
 log = logging.getLogger(__name__)
 
 
@@ -118,42 +124,58 @@ def _apply(
     if item.sender_kind == SenderKind.VISITOR:
         conversation.unread_by_agent += 1
         touched.fields.add("unread_by_agent")
-        reopened = conversation.status == ConversationStatus.RESOLVED
-        if reopened:
-            conversation.status = ConversationStatus.OPEN
-            conversation.resolved_at = None
-            touched.fields |= {"status", "resolved_at"}
-        # An unassigned conversation looks for an agent when it opens or reopens, and
-        # again when the visitor writes after a pause; not on every message of a burst.
-        due = (
-            reopened
-            or conversation.last_message_at is None
-            or now - conversation.last_message_at >= ASSIGN_RETRY
-        )
-        if (
-            conversation.assignee_id is None
-            and due
-            and conversation.workspace_id not in nobody_free
-        ):
-            if conversation_assign_auto(conversation=conversation):
-                # Written at once so the next pick (same batch) sees this agent's load.
-                Conversation.objects.filter(pk=conversation.pk).update(
-                    assignee=conversation.assignee
-                )
+        _visitor_wakes(conversation, touched)
+        if conversation.assignee_id is None and conversation.queued_at is None:
+            # Opened, reopened, or never routed: find an agent or join the queue. A
+            # queued conversation waits for the drain (chat.routing.queue_drain).
+            free = conversation.workspace_id not in nobody_free
+            if routing.conversation_route(conversation, try_assign=free, announce=False):
                 touched.assigned = True
             else:
                 nobody_free.add(conversation.workspace_id)
     elif item.sender_kind == SenderKind.AGENT:
         if conversation.first_response_at is None:
             conversation.first_response_at = now
-            touched.fields.add("first_response_at")
+            conversation.first_response_seconds = _seconds_since(conversation.created_at, now)
+            touched.fields |= {"first_response_at", "first_response_seconds"}
         if conversation.assignee_id is None:
-            conversation.assignee = agent
-            touched.fields.add("assignee")
+            # Replying takes an unassigned conversation (out of the queue, if waiting).
+            routing.conversation_assign(
+                conversation, agent, actor=agent, how="reply", announce=False
+            )
             touched.assigned = True
     conversation.last_message_at = now
     conversation.updated_at = now
     conversation.last_message_preview = _preview(item.text, attachment)
+
+
+def _seconds_since(start, now) -> int:
+    return max(0, int((now - start).total_seconds())) if start else 0
+
+
+def _visitor_wakes(conversation: Conversation, touched: _Touched) -> None:
+    """A visitor writing reopens a resolved conversation and wakes a snoozed or pending
+    one. A reopened conversation is routed again (sticky routing prefers its agent)."""
+    if conversation.status == ConversationStatus.OPEN:
+        return
+    from .timeline import event_record  # timeline imports this module
+
+    before = conversation.status
+    conversation.status = ConversationStatus.OPEN
+    conversation.snoozed_until = None
+    touched.fields |= {"status", "snoozed_until"}
+    if before == ConversationStatus.RESOLVED:
+        conversation.resolved_at = None
+        conversation.resolution_seconds = None
+        touched.fields |= {"resolved_at", "resolution_seconds"}
+        if conversation.assignee_id is not None:
+            conversation.assignee = None
+            touched.fields.add("assignee")
+    event_record(
+        conversation=conversation,
+        kind=EventKind.STATUS,
+        data={"from": before, "to": ConversationStatus.OPEN, "by": "visitor"},
+    )
 
 
 def agent_side_groups(conversation: Conversation) -> list[str]:
@@ -182,7 +204,7 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     conversations = {
         c.pk: c
         for c in Conversation.objects.select_for_update(of=("self",))
-        .select_related("visitor", "assignee", "workspace")
+        .select_related("visitor", "assignee", "team", "workspace")
         .filter(pk__in=conversation_ids)
         .order_by("pk")
     }
@@ -248,6 +270,7 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
             client_id=item.client_id,
             text=item.text,
             attachment=attachment,
+            search_terms=message_search_terms(item.text),
         )
         new.append(message)
         stored[(conversation.pk, item.client_id)] = message
@@ -266,11 +289,15 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
 
 def _bot_enqueue_on_commit(new: list[Message], conversations) -> None:
     """Visitor questions go to the bot pipeline when the workspace's bot mode says so."""
+    # An operator's automatic-reply rule answers first (rules cached in memory: no query
+    # here); the bot gets only the messages no rule answered.
+    answered = auto_reply_enqueue_on_commit(new)
     ids = [
         m.pk
         for m in new
         if m.sender_kind == SenderKind.VISITOR
         and m.text
+        and m.pk not in answered
         and conversations[m.conversation_id].workspace.bot_answers_visitors
     ]
     if not ids:
@@ -309,6 +336,8 @@ def _bot_enqueue(task, pk: int) -> None:
 
 
 def _events(new: list[Message], conversations, touched) -> list[Event]:
+    # The touched conversations' labels for their frames: one query for the batch.
+    frames.labels_prefetch(conversations[pk] for pk in touched)
     summaries = {pk: frames.conversation_frame(conversations[pk]) for pk in touched}
     events: list[Event] = []
     for message in new:
@@ -325,11 +354,22 @@ def _events(new: list[Message], conversations, touched) -> list[Event]:
         events += [(group, agent_event) for group in agent_side_groups(conversation)]
     for pk, t in touched.items():
         if t.assigned:
-            # A conversation changed hands: every console's list shows it.
+            # A conversation changed hands: every console's list shows it, and the
+            # visitor learns who answers.
+            conversation = conversations[pk]
             events.append(
                 (
-                    workspace_agents_group(conversations[pk].workspace_id),
+                    workspace_agents_group(conversation.workspace_id),
                     {"type": "chat.conversation", "conversation": summaries[pk]},
+                )
+            )
+            events.append(
+                (
+                    visitor_group(conversation.visitor_id),
+                    {
+                        "type": "chat.conversation",
+                        "conversation": frames.visitor_conversation(conversation),
+                    },
                 )
             )
     return events

@@ -328,6 +328,7 @@ class AutoReplyRule(models.Model):
     class Meta:
         ordering = ["workspace", "position", "pk"]
         verbose_name = _("automatic reply")
+        verbose_name_plural = _("automatic replies")
 
     def __str__(self) -> str:
         return self.name

@@ -3,11 +3,11 @@
 import uuid
 
 from django.conf import settings
-from django.db.models import Max, QuerySet
+from django.db.models import Max, Q, QuerySet
 
 from accounts.models import AgentProfile
 
-from .models import Conversation, ConversationStatus, Message, Visitor
+from .models import Conversation, ConversationEvent, ConversationStatus, Message, Visitor
 from .visitor_tokens import visitor_token_valid
 
 
@@ -30,7 +30,12 @@ def messages_after(
 
 def conversation_current_for_visitor(*, visitor: Visitor) -> Conversation | None:
     """The visitor's latest conversation; a resolved one is reopened by the next message."""
-    return Conversation.objects.filter(visitor=visitor).order_by("-created_at", "-pk").first()
+    return (
+        Conversation.objects.select_related("assignee")
+        .filter(visitor=visitor)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
 
 
 def conversation_get_for_agent(*, agent: AgentProfile, conversation_id) -> Conversation | None:
@@ -40,17 +45,40 @@ def conversation_get_for_agent(*, agent: AgentProfile, conversation_id) -> Conve
     except (TypeError, ValueError):
         return None
     return (
-        Conversation.objects.select_related("visitor", "assignee")
+        Conversation.objects.select_related("visitor", "assignee", "team")
         .filter(pk=conversation_id, workspace_id=agent.workspace_id)
         .first()
     )
 
 
-def conversation_list_for_agent(*, agent: AgentProfile, limit: int = 100) -> list[Conversation]:
-    """The console's list: unresolved first, then recently active."""
-    base = Conversation.objects.select_related("visitor", "assignee").filter(
-        workspace_id=agent.workspace_id
+LIST_VIEWS = ("inbox", "mine", "unassigned", "team", "all")
+
+
+def conversation_list_for_agent(
+    *, agent: AgentProfile, view: str = "all", status: str | None = None, limit: int = 100
+) -> list[Conversation]:
+    """The console's list for a view ("inbox", "mine", "unassigned", "team", "all") and an
+    optional status; without a status, unresolved first, then recently resolved.
+
+    The caller checks that the agent may use the view ("all" is for workspace admins).
+    """
+    base = (
+        Conversation.objects.select_related("visitor", "assignee", "team")
+        .prefetch_related("labels")  # conversation_frame shows them: one query per list
+        .filter(workspace_id=agent.workspace_id)
     )
+    if view == "mine":
+        base = base.filter(assignee=agent)
+    elif view == "unassigned":
+        base = base.filter(assignee__isnull=True)
+    elif view == "team":
+        base = base.filter(team__in=agent.teams.all())
+    elif view == "inbox":  # the default for agents: theirs, waiting, and their teams'
+        base = base.filter(
+            Q(assignee=agent) | Q(assignee__isnull=True) | Q(team__in=agent.teams.all())
+        )
+    if status:
+        return list(base.filter(status=status).order_by("-last_message_at", "-pk")[:limit])
     active = list(
         base.exclude(status=ConversationStatus.RESOLVED).order_by("-last_message_at")[:limit]
     )
@@ -61,6 +89,24 @@ def conversation_list_for_agent(*, agent: AgentProfile, limit: int = 100) -> lis
         else []
     )
     return active + resolved
+
+
+def conversation_events(*, conversation_id: int, limit: int = 500) -> list[ConversationEvent]:
+    """The timeline's events and notes of a conversation (caller scoped it), oldest first."""
+    rows = (
+        ConversationEvent.objects.select_related("actor", "agent", "team")
+        .filter(conversation_id=conversation_id)
+        .order_by("-created_at", "-pk")[:limit]
+    )
+    return list(reversed(rows))
+
+
+def workspace_agents(*, workspace_id: int) -> list[AgentProfile]:
+    return list(
+        AgentProfile.objects.filter(workspace_id=workspace_id, user__is_active=True).order_by(
+            "display_name", "pk"
+        )
+    )
 
 
 def workspace_last_message_id(*, workspace_id: int) -> int:

@@ -10,7 +10,9 @@ Invariants kept here:
 
 import logging
 import re
+import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -19,25 +21,30 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from accounts.models import AgentProfile, Workspace
+from accounts.models import AgentProfile, Team, Workspace
 from accounts.selectors import agents_available
 
-from . import frames
-from .assignment import conversation_assign_auto
+from . import frames, routing
+from .blocklist import visitor_is_blocked
+from .departments import department_clean
 from .errors import ChatError
 from .message_store import NewMessage, agent_side_groups, messages_store
 from .models import (
+    ACTIVE_STATUSES,
     Attachment,
     Conversation,
     ConversationStatus,
+    EventKind,
     Message,
     PageView,
     SenderKind,
     Visitor,
 )
 from .realtime import (
+    agent_group,
     broadcast_on_commit,
     visitor_group,
     workspace_agents_group,
@@ -47,6 +54,7 @@ from .selectors import (
     conversation_get_for_agent,
     visitor_get_by_token,
 )
+from .timeline import event_record
 from .uploads import read_head, safe_filename, sniff_content_type
 from .visitor_info import describe_user_agent, locate
 from .visitor_tokens import visitor_token_for
@@ -233,11 +241,23 @@ def _store_retrying_once(**kwargs) -> tuple[Message, bool]:
 
 
 def visitor_message_send(
-    *, visitor: Visitor, client_id: Any, text: Any, attachment_id: Any = None
+    *,
+    visitor: Visitor,
+    client_id: Any,
+    text: Any,
+    attachment_id: Any = None,
+    department_id: Any = None,
 ) -> tuple[Message, bool]:
-    """A visitor's message: into their current conversation, opening one if needed."""
+    """A visitor's message: into their current conversation, opening one if needed.
+
+    ``department_id`` (the widget's department choice, chat.departments) is checked
+    whenever given, and sets the team of a conversation this message opens.
+    """
     client_id = _clean_client_id(client_id)
     text = _clean_text(text, required=not attachment_id)
+    department = department_clean(workspace_id=visitor.workspace_id, department_id=department_id)
+    if visitor_is_blocked(visitor.workspace_id, visitor.pk, visitor.ip_address):
+        raise ChatError("blocked", "You cannot use this chat.")
     with transaction.atomic():
         conversation = conversation_current_for_visitor(visitor=visitor)
         if conversation is None:
@@ -246,7 +266,7 @@ def visitor_message_send(
             conversation = conversation_current_for_visitor(visitor=visitor)
             if conversation is None:
                 conversation = Conversation.objects.create(
-                    workspace_id=visitor.workspace_id, visitor=visitor
+                    workspace_id=visitor.workspace_id, visitor=visitor, team=department
                 )
         message, created = _store_retrying_once(
             conversation_id=conversation.pk,
@@ -310,14 +330,14 @@ def conversation_handoff(
     with transaction.atomic():
         conversation = (
             Conversation.objects.select_for_update(of=("self",))
-            .select_related("visitor", "assignee")
+            .select_related("visitor", "assignee", "team")
             .get(pk=conversation_id)
         )
         assignee = conversation.assignee
         if assignee is None:
-            assignee = conversation_assign_auto(conversation=conversation)
-            if assignee is not None:
-                conversation.save(update_fields=["assignee", "updated_at"])
+            # Out of the queue if it was there (the bot had it); back in at the end.
+            conversation.queued_at = None
+            assignee = routing.conversation_route(conversation)
             available = assignee is not None
         else:
             available = (
@@ -351,7 +371,13 @@ def conversation_handoff(
 
 
 def visitor_leave_message(
-    *, visitor: Visitor, client_id: Any, name: Any, email: Any, text: Any
+    *,
+    visitor: Visitor,
+    client_id: Any,
+    name: Any,
+    email: Any,
+    text: Any,
+    department_id: Any = None,
 ) -> tuple[Message, bool]:
     """The offline form: keep the visitor's contact details and their message."""
     name = _clean_line(name, 120)
@@ -371,43 +397,259 @@ def visitor_leave_message(
     with transaction.atomic():
         visitor.name, visitor.email = name, email
         visitor.save(update_fields=["name", "email"])
-        return visitor_message_send(visitor=visitor, client_id=client_id, text=text)
+        return visitor_message_send(
+            visitor=visitor, client_id=client_id, text=text, department_id=department_id
+        )
+
+
+_SNOOZE_MAX = timedelta(days=366)
+
+
+def _locked_conversation(*, agent: AgentProfile, conversation_id: Any) -> Conversation:
+    """The agent's workspace's conversation, row-locked (call inside transaction.atomic)."""
+    conversation = conversation_get_for_agent(agent=agent, conversation_id=conversation_id)
+    if conversation is None:
+        raise ChatError("not_found", "No such conversation in your workspace.")
+    return (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("visitor", "assignee", "team", "workspace")
+        .get(pk=conversation.pk)
+    )
+
+
+def _snooze_until(value: Any):
+    if not isinstance(value, str) or len(value) > 40:
+        raise ChatError("invalid_snooze", "snooze_until must be an ISO 8601 date and time.")
+    when = parse_datetime(value)
+    if when is None or timezone.is_naive(when):
+        raise ChatError(
+            "invalid_snooze", "snooze_until must be an ISO 8601 date and time with a time zone."
+        )
+    now = timezone.now()
+    if not now < when <= now + _SNOOZE_MAX:
+        raise ChatError("invalid_snooze", "snooze_until must be in the future, within a year.")
+    return when
+
+
+def conversation_status_set(
+    *,
+    agent: AgentProfile | None,
+    conversation_id: Any,
+    status: Any,
+    snooze_until: Any = None,
+    conversation: Conversation | None = None,
+) -> Conversation:
+    """Move a conversation to open / pending / resolved / snoozed (until a time).
+
+    Resolving or snoozing frees the assignee's slot, so the queue moves on. The visitor's
+    next message reopens (or wakes) it. ``agent`` None means the system (snooze timer),
+    and then ``conversation`` is the locked row.
+    """
+    if status not in ConversationStatus.values:
+        raise ChatError("invalid_status", "status is open, pending, resolved or snoozed.")
+    until = _snooze_until(snooze_until) if status == ConversationStatus.SNOOZED else None
+    with transaction.atomic():
+        if conversation is None:
+            conversation = _locked_conversation(agent=agent, conversation_id=conversation_id)
+        before = conversation.status
+        if before == status and conversation.snoozed_until == until:
+            return conversation
+        now = timezone.now()
+        conversation.status = status
+        conversation.snoozed_until = until
+        if status == ConversationStatus.RESOLVED:
+            conversation.resolved_at = now
+            conversation.resolution_seconds = max(
+                0, int((now - conversation.created_at).total_seconds())
+            )
+        elif before == ConversationStatus.RESOLVED:
+            conversation.resolved_at = conversation.resolution_seconds = None
+        left_queue = conversation.queued_at is not None and status not in ACTIVE_STATUSES
+        if left_queue:
+            conversation.queued_at = None
+        conversation.save(
+            update_fields=[
+                "status",
+                "snoozed_until",
+                "resolved_at",
+                "resolution_seconds",
+                "queued_at",
+                "updated_at",
+            ]
+        )
+        event_record(
+            conversation=conversation,
+            kind=EventKind.STATUS,
+            actor=agent,
+            data={
+                "from": before,
+                "to": status,
+                "until": until.isoformat() if until else None,
+                "by": "agent" if agent else "timer",
+            },
+        )
+        routing.announce_conversation(conversation)
+        if left_queue:
+            routing.queue_broadcast_on_commit(conversation.workspace_id)
+        if status not in ACTIVE_STATUSES and before in ACTIVE_STATUSES:
+            routing.queue_drain_on_commit(conversation.workspace_id)  # a slot came free
+        elif (
+            status in ACTIVE_STATUSES
+            and conversation.assignee_id is None
+            and conversation.queued_at is None
+        ):
+            routing.conversation_route(conversation)
+    return conversation
 
 
 def conversation_resolve(*, agent: AgentProfile, conversation_id: Any) -> Conversation:
     """Mark resolved; the visitor's next message reopens it."""
+    return conversation_status_set(
+        agent=agent, conversation_id=conversation_id, status=ConversationStatus.RESOLVED
+    )
+
+
+def conversations_wake_due(*, workspace_id: int) -> int:
+    """Snoozed conversations whose time has come go back to open."""
+    woken = 0
+    with transaction.atomic():
+        due = (
+            Conversation.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("visitor", "assignee", "team", "workspace")
+            .filter(
+                workspace_id=workspace_id,
+                status=ConversationStatus.SNOOZED,
+                snoozed_until__lte=timezone.now(),
+            )[:100]
+        )
+        for conversation in due:
+            conversation_status_set(
+                agent=None,
+                conversation_id=conversation.pk,
+                status=ConversationStatus.OPEN,
+                conversation=conversation,
+            )
+            woken += 1
+    return woken
+
+
+_HOUSEKEEPING_EVERY = 10.0  # seconds, per workspace and process
+_housekeeping_at: dict[int, float] = {}
+
+
+def workspace_housekeeping(*, workspace_id: int) -> None:
+    """Run on agents' heartbeats: wake snoozed conversations that are due and drain the
+    queue (a safety net for slots freed where no drain ran, e.g. a crashed process)."""
+    now = time.monotonic()
+    if now - _housekeeping_at.get(workspace_id, 0.0) < _HOUSEKEEPING_EVERY:
+        return
+    _housekeeping_at[workspace_id] = now
+    conversations_wake_due(workspace_id=workspace_id)
+    if routing.queue_entries(workspace_id=workspace_id):
+        routing.queue_drain(workspace_id=workspace_id)
+
+
+def _agent_in_workspace(agent: AgentProfile, agent_id: Any) -> AgentProfile:
+    if not isinstance(agent_id, int) or isinstance(agent_id, bool):
+        raise ChatError("invalid_target", "agent_id must be an agent's id.")
+    target = (
+        AgentProfile.objects.filter(
+            pk=agent_id, workspace_id=agent.workspace_id, user__is_active=True
+        )
+        .select_related("user")
+        .first()
+    )
+    if target is None:
+        raise ChatError("invalid_target", "No such agent in your workspace.")
+    return target
+
+
+def _team_in_workspace(agent: AgentProfile, team_id: Any) -> Team:
+    if not isinstance(team_id, int) or isinstance(team_id, bool):
+        raise ChatError("invalid_target", "team_id must be a team's id.")
+    team = Team.objects.filter(pk=team_id, workspace_id=agent.workspace_id).first()
+    if team is None:
+        raise ChatError("invalid_target", "No such team in your workspace.")
+    return team
+
+
+def conversation_transfer(
+    *,
+    agent: AgentProfile,
+    conversation_id: Any,
+    to_agent_id: Any = None,
+    to_team_id: Any = None,
+    note: Any = "",
+) -> Conversation:
+    """Hand a conversation to another agent, or to a team (routed inside the team, or
+    queued there). The note is private: agents see it in the timeline, the visitor only
+    learns who answers now. An explicit transfer to an agent may exceed their capacity;
+    automatic routing never does."""
+    if (to_agent_id is None) == (to_team_id is None):
+        raise ChatError("invalid_target", "Give either agent_id or team_id.")
+    note = _clean_text(note, required=False)
+    with transaction.atomic():
+        target = _agent_in_workspace(agent, to_agent_id) if to_agent_id is not None else None
+        team = _team_in_workspace(agent, to_team_id) if to_team_id is not None else None
+        conversation = _locked_conversation(agent=agent, conversation_id=conversation_id)
+        previous = conversation.assignee
+        if target is not None and previous is not None and target.pk == previous.pk:
+            raise ChatError("same_assignee", "The conversation is already theirs.")
+        conversation.queued_at = None
+        conversation.assignee = None
+        if team is not None:
+            conversation.team = team
+            Conversation.objects.filter(pk=conversation.pk).update(
+                assignee=None, team=team, queued_at=None
+            )
+            if conversation.status in ACTIVE_STATUSES:
+                routing.conversation_route(conversation)
+            if conversation.assignee_id is None:  # queued, or resolved/snoozed
+                routing.announce_conversation(conversation)
+        else:
+            routing.conversation_assign(conversation, target, actor=agent, how="transfer")
+        # After the change, so the new assignee hears of it; the previous one too.
+        event_record(
+            conversation=conversation,
+            kind=EventKind.TRANSFERRED,
+            actor=agent,
+            agent=target,
+            team=team,
+            text=note,
+            data={"from": previous.pk if previous else None},
+            also_agent_id=previous.pk if previous else None,
+        )
+        routing.queue_broadcast_on_commit(conversation.workspace_id)
+        if previous is not None:
+            # The agent who had it sees it leave their list even if not watching it.
+            broadcast_on_commit(
+                agent_group(previous.pk),
+                {
+                    "type": "chat.conversation",
+                    "conversation": frames.conversation_frame(conversation),
+                },
+            )
+            routing.queue_drain_on_commit(conversation.workspace_id)  # a slot came free
+    return conversation
+
+
+def note_add(*, agent: AgentProfile, conversation_id: Any, text: Any, ref: Any = None):
+    """A private note in the conversation's timeline: agents only, never the visitor."""
+    text = _clean_text(text, required=True)
+    ref = ref if isinstance(ref, str) and _CLIENT_ID_RE.match(ref) else None
     conversation = conversation_get_for_agent(agent=agent, conversation_id=conversation_id)
     if conversation is None:
         raise ChatError("not_found", "No such conversation in your workspace.")
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update(of=("self",))
-            .select_related("visitor", "assignee")
-            .get(pk=conversation.pk)
+        return event_record(
+            conversation=conversation, kind=EventKind.NOTE, actor=agent, text=text, ref=ref
         )
-        if conversation.status != ConversationStatus.RESOLVED:
-            conversation.status = ConversationStatus.RESOLVED
-            conversation.resolved_at = timezone.now()
-            conversation.save(update_fields=["status", "resolved_at", "updated_at"])
-        _broadcast_conversation(conversation)
-    return conversation
 
 
 def _broadcast_agents_conversation(conversation: Conversation) -> None:
     broadcast_on_commit(
         workspace_agents_group(conversation.workspace_id),
         {"type": "chat.conversation", "conversation": frames.conversation_frame(conversation)},
-    )
-
-
-def _broadcast_conversation(conversation: Conversation) -> None:
-    _broadcast_agents_conversation(conversation)
-    broadcast_on_commit(
-        visitor_group(conversation.visitor_id),
-        {
-            "type": "chat.conversation",
-            "conversation": {"id": conversation.pk, "status": conversation.status},
-        },
     )
 
 
@@ -431,7 +673,7 @@ def receipt_record(*, conversation: Conversation, reader: str, seq: Any, read: b
             # (conversation first, then messages) so a visitor message can't slip between.
             conversation = (
                 Conversation.objects.select_for_update(of=("self",))
-                .select_related("visitor", "assignee")
+                .select_related("visitor", "assignee", "team")
                 .get(pk=conversation.pk)
             )
         qs = Message.objects.filter(conversation=conversation, seq__lte=seq, sender_kind__in=others)

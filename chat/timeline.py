@@ -13,7 +13,7 @@ from accounts.models import AgentProfile, Team
 from . import frames
 from .message_store import agent_side_groups
 from .models import Conversation, ConversationEvent
-from .realtime import broadcast_on_commit
+from .realtime import agent_group, broadcast_on_commit
 
 
 def event_record(
@@ -26,10 +26,12 @@ def event_record(
     text: str = "",
     data: dict[str, Any] | None = None,
     ref: str | None = None,
+    also_agent_id: int | None = None,
 ) -> ConversationEvent:
     """Record an event in ``conversation`` and push it to its agents on commit.
 
-    ``ref`` (a client id) comes back in the frame so the console that asked can match it.
+    ``ref`` (a client id) comes back in the frame so the console that asked can match it;
+    ``also_agent_id`` names one more agent to tell (e.g. the one a transfer took it from).
     """
     event = ConversationEvent.objects.create(
         workspace_id=conversation.workspace_id,
@@ -48,6 +50,9 @@ def event_record(
     }
     if ref:
         payload["ref"] = ref
-    for group in agent_side_groups(conversation):
+    groups = agent_side_groups(conversation)
+    if also_agent_id is not None and agent_group(also_agent_id) not in groups:
+        groups.append(agent_group(also_agent_id))
+    for group in groups:
         broadcast_on_commit(group, payload)
     return event

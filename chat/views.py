@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.models import Workspace
 from accounts.selectors import workspace_get_by_key
 
-from . import frames, services
+from . import blocklist, frames, services
 from .errors import ChatError
 from .models import Attachment
 from .selectors import visitor_get_by_token
@@ -49,6 +49,8 @@ def widget_upload(request: HttpRequest) -> HttpResponse:
     visitor = visitor_get_by_token(workspace=workspace, public_id=public_id, token=token)
     if visitor is None:
         return widget_error("invalid_visitor", "Unknown visitor.", 403, origin)
+    if blocklist.visitor_is_blocked(workspace.pk, visitor.pk, blocklist.request_ip(request)):
+        return widget_error("blocked", "You cannot use this chat.", 403, origin)
     upload = request.FILES.get("file")
     if upload is None:
         return widget_error("missing_file", "No file was sent.", 400, origin)

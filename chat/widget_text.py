@@ -27,6 +27,16 @@ STRINGS = {
     "close": _("Close"),
     "bot": _("Bot"),
     "human": _("Talk to a human"),
+    "rate_prompt": _("How would you rate this conversation?"),
+    "rate_star": _("%(n)s out of 5"),
+    "rate_comment": _("Anything you would like to add? (optional)"),
+    "rate_submit": _("Send rating"),
+    "rate_thanks": _("Thank you for your feedback!"),
+    "department": _("Which department would you like to talk to?"),
+    "department_any": _("Choose a department (optional)"),
+    "blocked": _("This chat is not available."),
+    "queue_position": _("You are number %(n)s in the queue"),
+    "chatting_with": _("You are chatting with %(name)s"),
 }
 
 

@@ -243,6 +243,8 @@ HELPDESK_MAX_FRAME_BYTES = env.int("HELPDESK_MAX_FRAME_BYTES", default=64 * 1024
 HELPDESK_HISTORY_LIMIT = 200
 # An agent socket not heard from for this long no longer counts as online.
 HELPDESK_AGENT_STALE_SECONDS = env.int("HELPDESK_AGENT_STALE_SECONDS", default=75)
+# Dotted path to the class used by the "custom" routing strategy (docs/routing.md).
+HELPDESK_ROUTING_CUSTOM_STRATEGY = env.str("HELPDESK_ROUTING_CUSTOM_STRATEGY", default="")
 # The bot (knowledge/pipeline.py): the circuit breaker of each AI provider, the prefix of
 # its Redis keys, and the public address used to link help-centre articles in bot replies.
 HELPDESK_BREAKER_FAILURES = env.int("HELPDESK_BREAKER_FAILURES", default=3)

@@ -89,6 +89,12 @@
     chatStatus: $("chat-status"),
     chatAssignee: $("chat-assignee"),
     resolve: $("resolve-button"),
+    block: $("block-button"),
+    blockForm: $("block-confirm"),
+    blockScope: $("block-scope"),
+    blockReason: $("block-reason"),
+    blockCancel: $("block-cancel"),
+    rating: $("conversation-rating"),
     messages: $("message-list"),
     typing: $("typing-indicator"),
     composer: $("composer"),
@@ -440,7 +446,7 @@
 
   /* Something was missed: reload the list and whatever the open conversation lacks. */
   function resync() {
-    send({ type: "list" });
+    sendList();
     if (state.currentId !== null) requestOpen(state.currentId, true);
   }
 
@@ -452,7 +458,14 @@
         return onWelcome(frame);
       case "conversations":
         noteMessageId(frame.last_message_id);
+        if (!listFrameIsCurrent(frame)) return; // an answer for a filter since changed
         return replaceConversations(frame.conversations || []);
+      case "presence":
+        return onPresence(frame);
+      case "queue":
+        return setQueue(frame.queue);
+      case "event":
+        return onEvent(frame);
       case "history":
         return onHistory(frame);
       case "message":
@@ -475,6 +488,12 @@
         return onError(frame);
       case "suggestion":
         return onSuggestion(frame);
+      case "search_results":
+        return onSearchResults(frame);
+      case "blocked":
+        if (frame.conversation_id === state.currentId) showBlockForm(false);
+        showToast(t(frame.created ? "visitor_blocked" : "visitor_already_blocked"));
+        return;
       default:
         return;
     }
@@ -528,7 +547,11 @@
     window.clearInterval(countdownTimer);
     setConnection("connected", t("connected"));
     noteMessageId(frame.last_message_id);
-    replaceConversations(frame.conversations || []);
+    var listed = onWelcomeDay(frame); // false: the shown filter differs, a `list` was sent
+    if (listed) replaceConversations(frame.conversations || []);
+    setCanned(frame);
+    setLabels(frame.labels);
+    searchAgain();
     startHeartbeat();
     state.readSent.clear();
     if (firstWelcome) {
@@ -581,6 +604,11 @@
 
   function upsertConversation(c) {
     if (!c || typeof c.id !== "number") return;
+    if (c.id !== state.currentId && !conversationMatches(c)) {
+      // No longer (or never) in the chosen view: it leaves the list.
+      if (state.conversations.delete(c.id)) schedule("list");
+      return;
+    }
     state.conversations.set(c.id, mergeSummary(c));
     schedule("list");
     if (c.id === state.currentId) schedule("header");
@@ -645,6 +673,7 @@
     state.opening.delete(id);
     if (frame.conversation) upsertConversation(frame.conversation);
     if (frame.visitor) state.visitors.set(id, frame.visitor);
+    if (Array.isArray(frame.events)) setEvents(id, frame.events);
     var map = cacheFor(id, true);
     var msgs = Array.isArray(frame.messages) ? frame.messages : [];
     msgs.forEach(function (m) {
@@ -744,6 +773,7 @@
   }
 
   function onError(frame) {
+    if (onSearchError(frame)) return;
     var ref = typeof frame.ref === "string" ? frame.ref : null;
     var entry = ref
       ? state.outbox.find(function (e) {
@@ -967,7 +997,8 @@
   }
 
   function sortedConversations() {
-    var list = Array.from(state.conversations.values());
+    // The open conversation stays in `state` for its header, but leaves a list it no longer matches.
+    var list = Array.from(state.conversations.values()).filter(conversationMatches);
     list.sort(function (a, b) {
       var ra = a.status === "resolved" ? 1 : 0;
       var rb = b.status === "resolved" ? 1 : 0;
@@ -1020,7 +1051,8 @@
 
     var bottom = el("span", { className: "conv-bottom" });
     bottom.appendChild(statusPill(c.status));
-    bottom.appendChild(el("span", { className: "conv-assignee" }, c.assignee ? c.assignee.name : t("unassigned")));
+    bottom.appendChild(el("span", { className: "conv-assignee" }, c.assignee ? c.assignee.name : c.queued_at ? t("in_queue") : t("unassigned")));
+    appendLabelChips(bottom, c.labels, false);
 
     body.appendChild(top);
     body.appendChild(mid);
@@ -1136,7 +1168,72 @@
     dom.resolve.disabled = !c || resolved;
     dom.resolve.textContent = resolved ? t("resolved") : t("resolve");
     dom.resolve.dataset.status = status;
+    renderChatLabels(c);
+    renderRating(c);
+    renderDayHeader(c);
   }
+
+  // --- satisfaction rating (shown with the visitor's details) and blocking ----------------
+
+  function ratingText(rating) {
+    var n = Math.max(0, Math.min(5, rating | 0));
+    return "\u2605\u2605\u2605\u2605\u2605".slice(0, n) + "\u2606\u2606\u2606\u2606\u2606".slice(0, 5 - n);
+  }
+
+  function renderRating(c) {
+    if (!dom.rating) return;
+    dom.rating.replaceChildren();
+    if (!c || typeof c.rating !== "number") {
+      dom.rating.appendChild(el("span", { className: "muted" }, t("not_rated")));
+      return;
+    }
+    dom.rating.appendChild(el("span", {
+      className: "rating-stars", "data-testid": "conversation-rating-stars",
+      "data-rating": c.rating, title: t("rating_stars", { rating: c.rating }),
+      "aria-label": t("rating_stars", { rating: c.rating }),
+    }, ratingText(c.rating)));
+    if (c.rating_comment) {
+      dom.rating.appendChild(el("span", { className: "rating-comment", "data-testid": "conversation-rating-comment" }, c.rating_comment));
+    }
+  }
+
+  /* A timeline line for the events of this part (rating, blocked); null for others. */
+  function eventSummary(ev) {
+    if (!ev) return null;
+    if (ev.kind === "rating" && ev.data) {
+      return t("event_rating", { rating: ev.data.rating }) + (ev.text ? ": " + ev.text : "");
+    }
+    if (ev.kind === "blocked") {
+      return t("event_blocked", { name: (ev.actor && ev.actor.name) || t("system") }) + (ev.text ? ": " + ev.text : "");
+    }
+    return null;
+  }
+  window.helpdeskEventSummary = eventSummary;
+
+  function showBlockForm(open) {
+    dom.blockForm.hidden = !open;
+    dom.block.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      dom.blockScope.value = "visitor";
+      dom.blockReason.value = "";
+      dom.blockReason.focus();
+    }
+  }
+  dom.block.addEventListener("click", function () {
+    if (state.currentId !== null) showBlockForm(dom.blockForm.hidden);
+  });
+  dom.blockCancel.addEventListener("click", function () {
+    showBlockForm(false);
+  });
+  dom.blockForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var id = state.currentId;
+    if (id === null) return;
+    var frame = { type: "block", conversation_id: id, scope: dom.blockScope.value };
+    var reason = dom.blockReason.value.trim();
+    if (reason) frame.reason = reason;
+    send(frame);
+  });
 
   function appendText(container, text) {
     // Plain text with http(s) links made clickable; every piece is a text node.
@@ -1274,22 +1371,39 @@
     var children = [];
     var lastDay = null;
     var used = new Set();
+    function daySeparator(d) {
+      var day = d ? startOfDay(d) : null;
+      if (day === null || day === lastDay) return;
+      lastDay = day;
+      var dayKey = "day:" + day;
+      var sep = nodeCache.get(dayKey);
+      if (!sep) {
+        sep = el("div", { className: "day-sep", role: "separator" });
+        sep.appendChild(el("span", null, dayLabel(d)));
+        nodeCache.set(dayKey, sep);
+      }
+      used.add(dayKey);
+      children.push(sep);
+    }
+    // System events and private notes go between the messages, by time.
+    var events = timelineEvents(id);
+    var ei = 0;
+    function eventsBefore(limit) {
+      while (ei < events.length && (limit === null || eventTime(events[ei]) < limit)) {
+        var ev = events[ei++];
+        daySeparator(parseDate(ev.created_at));
+        var evKey = "ev:" + ev.id;
+        var evNode = nodeCache.get(evKey) || buildEventNode(ev);
+        nodeCache.set(evKey, evNode);
+        used.add(evKey);
+        children.push(evNode);
+      }
+    }
     seqs.forEach(function (seq) {
       var m = map.get(seq);
       var d = parseDate(m.created_at);
-      var day = d ? startOfDay(d) : null;
-      if (day !== null && day !== lastDay) {
-        lastDay = day;
-        var dayKey = "day:" + day;
-        var sep = nodeCache.get(dayKey);
-        if (!sep) {
-          sep = el("div", { className: "day-sep", role: "separator" });
-          sep.appendChild(el("span", null, dayLabel(d)));
-          nodeCache.set(dayKey, sep);
-        }
-        used.add(dayKey);
-        children.push(sep);
-      }
+      if (d) eventsBefore(d.getTime());
+      daySeparator(d);
       var key = "seq:" + seq;
       var node = nodeCache.get(key);
       if (!node || node.dataset.messageId !== String(m.id || "")) {
@@ -1300,6 +1414,7 @@
       used.add(key);
       children.push(node);
     });
+    eventsBefore(null);
     state.uploads.forEach(function (u) {
       if (u.conversation_id !== id) return;
       var wrap = el("div", { className: "msg msg--agent msg--pending", "data-testid": "upload-pending" });
@@ -1328,6 +1443,7 @@
     }
     reconcile(dom.messages, children);
     if (stickToBottom) scrollToBottom();
+    highlightFound();
   }
 
   function scrollToBottom() {
@@ -1575,6 +1691,922 @@
     toastTimer = window.setTimeout(function () {
       dom.toast.hidden = true;
     }, 6000);
+  }
+
+  // --- canned replies: "/shortcut" at the start of the reply box (the welcome's `canned`) -------
+
+  var CANNED_SHOWN_MAX = 8;
+  var CANNED_VARIABLES = /\{(visitor_name|agent_name|workspace_name)\}/g;
+  var cannedList = $("canned-list");
+  var canned = {
+    items: [],
+    matches: [],
+    index: 0,
+    query: null,
+    open: false,
+    dismissed: null, // the box's value when Escape closed the list: stays closed until it changes
+    agentName: config.agent.name,
+  };
+
+  function setCanned(frame) {
+    canned.items = Array.isArray(frame.canned)
+      ? frame.canned.filter(function (c) {
+          return c && typeof c.shortcut === "string" && typeof c.text === "string";
+        })
+      : [];
+    if (frame.agent && typeof frame.agent.name === "string") canned.agentName = frame.agent.name;
+    updateCanned();
+  }
+
+  /* The shortcut being typed: the whole box is "/" plus letters, digits, "-" or "_". */
+  function cannedQuery() {
+    var match = /^\/([\w-]*)$/.exec(dom.input.value);
+    return match ? match[1].toLowerCase() : null;
+  }
+
+  function updateCanned() {
+    if (!cannedList) return;
+    var q = cannedQuery();
+    if (q === null || state.currentId === null || !canned.items.length || dom.input.value === canned.dismissed) {
+      closeCanned();
+      return;
+    }
+    canned.dismissed = null;
+    var starts = [];
+    var contains = [];
+    canned.items.forEach(function (c) {
+      var at = c.shortcut.toLowerCase().indexOf(q);
+      if (at === 0) starts.push(c);
+      else if (at > 0) contains.push(c);
+    });
+    var matches = starts.concat(contains).slice(0, CANNED_SHOWN_MAX);
+    if (!matches.length) {
+      closeCanned();
+      return;
+    }
+    if (q !== canned.query) canned.index = 0;
+    canned.query = q;
+    canned.matches = matches;
+    canned.index = Math.min(canned.index, matches.length - 1);
+    canned.open = true;
+    renderCanned();
+  }
+
+  function renderCanned() {
+    var nodes = canned.matches.map(function (c, i) {
+      var item = el("li", {
+        id: "canned-option-" + i,
+        className: "canned-item",
+        role: "option",
+        "aria-selected": i === canned.index ? "true" : "false",
+        "data-testid": "canned-suggestion",
+        dataset: { index: String(i), shortcut: c.shortcut },
+      });
+      item.appendChild(el("span", { className: "canned-shortcut" }, "/" + c.shortcut));
+      item.appendChild(el("span", { className: "canned-text" }, c.text));
+      if (c.shared) item.appendChild(el("span", { className: "canned-badge" }, t("canned_shared")));
+      return item;
+    });
+    cannedList.replaceChildren.apply(cannedList, nodes);
+    cannedList.hidden = false;
+    dom.input.setAttribute("aria-activedescendant", "canned-option-" + canned.index);
+    var active = nodes[canned.index];
+    if (active && active.scrollIntoView) active.scrollIntoView({ block: "nearest" });
+  }
+
+  function closeCanned() {
+    canned.open = false;
+    canned.matches = [];
+    canned.index = 0;
+    canned.query = null;
+    if (!cannedList || cannedList.hidden) return;
+    cannedList.hidden = true;
+    cannedList.replaceChildren();
+    dom.input.removeAttribute("aria-activedescendant");
+  }
+
+  /* The reply's text with its variables filled in, in one pass (values are never re-read). */
+  function cannedExpand(text) {
+    var id = state.currentId;
+    var c = id !== null ? state.conversations.get(id) : null;
+    var visitor = id !== null ? state.visitors.get(id) : null;
+    var values = {
+      visitor_name: (c && c.visitor && c.visitor.name) || (visitor && visitor.name) || t("visitor"),
+      agent_name: canned.agentName || "",
+      workspace_name: (config.workspace && config.workspace.name) || "",
+    };
+    return text.replace(CANNED_VARIABLES, function (m, name) {
+      return values[name];
+    });
+  }
+
+  function insertCanned(index) {
+    var c = canned.matches[index];
+    if (!c || state.currentId === null) return;
+    var text = cannedExpand(c.text);
+    if (config.max_text) text = text.slice(0, config.max_text);
+    closeCanned();
+    dom.input.value = text;
+    drafts.set(state.currentId, text);
+    autosize();
+    dom.input.focus();
+    dom.input.setSelectionRange(text.length, text.length);
+    if (text.trim()) noteTyping();
+  }
+
+  if (cannedList) {
+    // Capture phase on the form: runs before the reply box's own Enter-sends handler.
+    dom.composer.addEventListener(
+      "keydown",
+      function (event) {
+        if (event.target !== dom.input || !canned.open) return;
+        if (event.isComposing || event.keyCode === 229) return;
+        var n = canned.matches.length;
+        if (event.key === "ArrowDown") {
+          canned.index = (canned.index + 1) % n;
+          renderCanned();
+        } else if (event.key === "ArrowUp") {
+          canned.index = (canned.index - 1 + n) % n;
+          renderCanned();
+        } else if ((event.key === "Enter" || event.key === "Tab") && !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey) {
+          insertCanned(canned.index);
+        } else if (event.key === "Escape") {
+          canned.dismissed = dom.input.value;
+          closeCanned();
+        } else {
+          return;
+        }
+        event.preventDefault();
+        event.stopPropagation();
+      },
+      true
+    );
+    dom.input.addEventListener("input", updateCanned);
+    dom.input.addEventListener("blur", closeCanned);
+    // Keep the focus in the reply box while an item is clicked.
+    cannedList.addEventListener("mousedown", function (event) {
+      event.preventDefault();
+    });
+    cannedList.addEventListener("click", function (event) {
+      var item = event.target.closest(".canned-item");
+      if (item) insertCanned(parseInt(item.dataset.index, 10));
+    });
+  }
+
+  // --- search over message history, and labels (the welcome's `labels`) -----------------------
+
+  var SEARCH_DEBOUNCE_MS = 300;
+  var searchDom = {
+    input: $("search-input"),
+    results: $("search-results"),
+    status: $("search-status"),
+  };
+  var searching = { q: "", sent: "", timer: null, refSeq: 0 };
+  var found = null; // {id, seq}: the matched message to show once the conversation is open
+
+  function searchText() {
+    return searchDom.input ? searchDom.input.value.replace(/^\s+|\s+$/g, "") : "";
+  }
+
+  function setSearchMode(on) {
+    // The normal list stays rendered (and live) underneath; CSS hides it while searching.
+    dom.list.parentNode.classList.toggle("is-searching", on);
+    searchDom.results.hidden = !on;
+    if (!on) {
+      searchDom.status.hidden = true;
+      searchDom.results.replaceChildren();
+    }
+  }
+
+  function sendSearch() {
+    window.clearTimeout(searching.timer);
+    var q = searchText();
+    searching.q = q;
+    if (!q) {
+      searching.sent = "";
+      setSearchMode(false);
+      return;
+    }
+    setSearchMode(true);
+    if (q === searching.sent) return;
+    searching.refSeq += 1;
+    if (send({ type: "search", q: q, client_id: "search-" + searching.refSeq })) {
+      searching.sent = q;
+      searchDom.status.textContent = t("search_searching");
+      searchDom.status.hidden = false;
+    }
+  }
+
+  /* After a reconnect: ask again for what the box holds. */
+  function searchAgain() {
+    searching.sent = "";
+    if (searchText()) sendSearch();
+  }
+
+  function onSearchResults(frame) {
+    if (typeof frame.q !== "string" || frame.q !== searching.q) return; // an older query
+    var results = Array.isArray(frame.results) ? frame.results : [];
+    var rows = [];
+    results.forEach(function (r) {
+      if (r && r.conversation && typeof r.conversation.id === "number") rows.push(buildResultRow(r));
+    });
+    searchDom.results.replaceChildren.apply(searchDom.results, rows);
+    searchDom.status.textContent = rows.length ? t("search_count", { count: rows.length }) : t("search_none", { q: frame.q });
+    searchDom.status.hidden = false;
+  }
+
+  function onSearchError(frame) {
+    if (typeof frame.ref !== "string" || frame.ref.indexOf("search-") !== 0) return false;
+    searching.sent = "";
+    searchDom.results.replaceChildren();
+    searchDom.status.textContent = frame.message || frame.code || "";
+    searchDom.status.hidden = false;
+    return true;
+  }
+
+  function buildResultRow(r) {
+    var c = r.conversation;
+    var m = r.message;
+    var li = el("li", { className: "conv-row search-row", "data-testid": "search-result" });
+    li.dataset.conversationId = String(c.id);
+    var btn = el("button", { type: "button", className: "conv-item" });
+    btn.dataset.conversationId = String(c.id);
+    if (m && typeof m.seq === "number") btn.dataset.seq = String(m.seq);
+    var name = (c.visitor && c.visitor.name) || t("visitor");
+    var body = el("span", { className: "conv-body" });
+    var top = el("span", { className: "conv-top" });
+    top.appendChild(el("span", { className: "conv-name" }, name));
+    var when = m ? m.created_at : c.last_message_at || c.created_at;
+    var d = parseDate(when);
+    top.appendChild(el("time", { className: "conv-time", datetime: d ? d.toISOString() : null, title: d ? fmtDateTime.format(d) : null }, listTime(when)));
+    body.appendChild(top);
+    var snippet = m ? m.snippet || "" : t("search_visitor_match");
+    body.appendChild(el("span", { className: "conv-preview search-snippet", "data-testid": "search-snippet" }, snippet));
+    var bottom = el("span", { className: "conv-bottom" });
+    bottom.appendChild(statusPill(c.status));
+    appendLabelChips(bottom, c.labels, false);
+    body.appendChild(bottom);
+    btn.appendChild(el("span", { className: "avatar", "aria-hidden": "true" }, name.trim().charAt(0).toUpperCase() || "?"));
+    btn.appendChild(body);
+    btn.addEventListener("click", function () {
+      upsertConversation(c);
+      found = m && typeof m.seq === "number" ? { id: c.id, seq: m.seq } : null;
+      selectConversation(c.id, { user: true });
+    });
+    li.appendChild(btn);
+    return li;
+  }
+
+  /* Scroll to the message a search result pointed at, once it is on screen, and mark it. */
+  function highlightFound() {
+    if (!found || found.id !== state.currentId) return;
+    var node = dom.messages.querySelector('.msg[data-seq="' + found.seq + '"]');
+    if (!node) return;
+    found = null;
+    stickToBottom = false;
+    node.scrollIntoView({ block: "center" });
+    node.classList.add("is-found");
+    window.setTimeout(function () {
+      node.classList.remove("is-found");
+    }, 2500);
+  }
+
+  if (searchDom.input) {
+    searchDom.input.addEventListener("input", function () {
+      window.clearTimeout(searching.timer);
+      if (!searchText()) {
+        sendSearch();
+        return;
+      }
+      searching.timer = window.setTimeout(sendSearch, SEARCH_DEBOUNCE_MS);
+    });
+    searchDom.input.addEventListener("keydown", function (event) {
+      if (event.isComposing || event.keyCode === 229) return; // an IME is composing
+      if (event.key === "Enter") {
+        event.preventDefault();
+        searching.sent = "";
+        sendSearch();
+      } else if (event.key === "Escape" && searchDom.input.value) {
+        event.preventDefault();
+        searchDom.input.value = "";
+        sendSearch();
+      }
+    });
+  }
+
+  var labelState = { byName: new Map() }; // name -> {id, name, color}
+  var labelDom = {
+    chips: $("label-chips"),
+    form: $("label-form"),
+    input: $("label-input"),
+    options: $("label-options"),
+  };
+
+  function setLabels(list) {
+    labelState.byName = new Map();
+    (Array.isArray(list) ? list : []).forEach(function (l) {
+      if (l && typeof l.name === "string") labelState.byName.set(l.name, l);
+    });
+    renderLabelOptions();
+  }
+
+  function renderLabelOptions() {
+    if (!labelDom.options) return;
+    var names = Array.from(labelState.byName.keys()).sort(function (a, b) {
+      return a.localeCompare(b);
+    });
+    labelDom.options.replaceChildren.apply(
+      labelDom.options,
+      names.map(function (n) {
+        return el("option", { value: n });
+      })
+    );
+  }
+
+  function labelColor(name) {
+    var l = labelState.byName.get(name);
+    if (!l) {
+      // A label another agent just created: offer it from now on.
+      labelState.byName.set(name, { id: null, name: name, color: "" });
+      renderLabelOptions();
+      return "";
+    }
+    return typeof l.color === "string" && /^#[0-9a-fA-F]{6}$/.test(l.color) ? l.color : "";
+  }
+
+  function appendLabelChips(container, labels, removable) {
+    if (!Array.isArray(labels) || !labels.length) return;
+    var box = el("span", { className: "label-chips" });
+    labels.forEach(function (name) {
+      if (typeof name !== "string") return;
+      var chip = el("span", { className: "label-chip", "data-testid": "label-chip" });
+      var color = labelColor(name);
+      if (color) chip.style.setProperty("--label-color", color);
+      chip.appendChild(el("span", { className: "label-name" }, name));
+      if (removable) {
+        var x = el("button", { type: "button", className: "label-remove", "aria-label": t("label_remove", { name: name }), title: t("label_remove", { name: name }) }, "×");
+        x.addEventListener("click", function () {
+          sendLabels(labels.filter(function (n) { return n !== name; }));
+        });
+        chip.appendChild(x);
+      }
+      box.appendChild(chip);
+    });
+    container.appendChild(box);
+  }
+
+  function renderChatLabels(c) {
+    if (!labelDom.chips) return;
+    labelDom.chips.replaceChildren();
+    if (c) appendLabelChips(labelDom.chips, c.labels, true);
+  }
+
+  function sendLabels(names) {
+    var id = state.currentId;
+    if (id === null) return false;
+    return send({ type: "labels", conversation_id: id, labels: names, client_id: newClientId() });
+  }
+
+  if (labelDom.form) {
+    labelDom.form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var c = state.currentId !== null ? state.conversations.get(state.currentId) : null;
+      var name = labelDom.input.value.replace(/\s+/g, " ").replace(/^ | $/g, "");
+      if (!c || !name) return;
+      var current = Array.isArray(c.labels) ? c.labels.slice() : [];
+      var lower = name.toLowerCase();
+      if (current.some(function (n) { return n.toLowerCase() === lower; })) {
+        labelDom.input.value = "";
+        return;
+      }
+      var known = Array.from(labelState.byName.keys()).find(function (n) {
+        return n.toLowerCase() === lower;
+      });
+      current.push(known || name);
+      if (sendLabels(current)) labelDom.input.value = "";
+    });
+  }
+
+  // --- routing and the agent's day: presence, colleagues, queue, list filter, status,
+  //     transfer, private notes and the timeline's events (docs/protocol.md) ----------------
+
+  var day = {
+    me: { id: config.agent.id, name: config.agent.name, is_admin: false, teams: [] },
+    agents: new Map(), // id -> {id, name, presence, connected}
+    teams: [], // [{id, name}]
+    filter: { view: null, status: "" }, // view null until the first welcome says the default
+    events: new Map(), // conversation id -> Map(event id -> event)
+  };
+  var dayDom = {
+    presence: $("presence-toggle"),
+    presenceSwitch: $("presence-switch"),
+    colleagues: $("agent-presence-list"),
+    colleaguesToggle: $("colleagues-toggle"),
+    colleaguesCount: $("colleagues-count"),
+    queueInfo: $("queue-info"),
+    queueCount: $("queue-count"),
+    view: $("view-filter"),
+    status: $("status-filter"),
+    statusSelect: $("status-select"),
+    snoozeForm: $("snooze-form"),
+    snoozeAt: $("snooze-at"),
+    transfer: $("transfer-button"),
+    transferDialog: $("transfer-dialog"),
+    transferTarget: $("transfer-target"),
+    transferNote: $("transfer-note"),
+    noteForm: $("note-form"),
+    noteInput: $("note-input"),
+  };
+  var PRESENCES = ["online", "away", "offline"];
+  var fmtShortDateTime = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  var STATUSES = ["open", "pending", "resolved", "snoozed"];
+
+  /* The welcome: who I am, colleagues, teams, the queue and the list's default view.
+   * Returns false when the list on screen uses another filter (a `list` was sent). */
+  function onWelcomeDay(frame) {
+    var a = frame.agent || {};
+    day.me = {
+      id: typeof a.id === "number" ? a.id : config.agent.id,
+      name: typeof a.name === "string" ? a.name : config.agent.name,
+      is_admin: !!a.is_admin,
+      teams: Array.isArray(a.teams) ? a.teams : [],
+    };
+    showOwnPresence(a.presence);
+    day.agents = new Map();
+    (Array.isArray(frame.agents) ? frame.agents : []).forEach(function (p) {
+      if (p && typeof p.id === "number") day.agents.set(p.id, p);
+    });
+    day.teams = (Array.isArray(frame.teams) ? frame.teams : []).filter(function (team) {
+      return team && typeof team.id === "number";
+    });
+    renderColleagues();
+    setQueue(frame.queue);
+    var welcomeView = typeof frame.view === "string" ? frame.view : "inbox";
+    if (day.filter.view === null) day.filter.view = welcomeView;
+    renderFilter();
+    if (day.filter.view === welcomeView && !day.filter.status) return true;
+    sendList();
+    return false;
+  }
+
+  function sendList() {
+    var frame = { type: "list" };
+    if (day.filter.view) frame.view = day.filter.view;
+    if (day.filter.status) frame.status = day.filter.status;
+    return send(frame);
+  }
+
+  function listFrameIsCurrent(frame) {
+    if (typeof frame.view !== "string" || day.filter.view === null) return true;
+    return frame.view === day.filter.view && (frame.status || "") === day.filter.status;
+  }
+
+  function renderFilter() {
+    if (dayDom.view && day.filter.view) dayDom.view.value = day.filter.view;
+    if (dayDom.status) dayDom.status.value = day.filter.status;
+  }
+
+  function inMyTeams(c) {
+    return !!(c.team && day.me.teams.indexOf(c.team.id) !== -1);
+  }
+
+  /* The server's view filters (chat/selectors.py), for live `conversation` frames. */
+  function conversationMatches(c) {
+    if (day.filter.status && c.status !== day.filter.status) return false;
+    var mine = !!(c.assignee && c.assignee.id === day.me.id);
+    switch (day.filter.view) {
+      case "mine":
+        return mine;
+      case "unassigned":
+        return !c.assignee;
+      case "team":
+        return inMyTeams(c);
+      case "inbox":
+        return mine || !c.assignee || inMyTeams(c);
+      default:
+        return true; // "all", or before the first welcome
+    }
+  }
+
+  function onFilterChange() {
+    day.filter.view = dayDom.view.value;
+    day.filter.status = dayDom.status.value;
+    // Drop what does not match at once; the server's answer fills in the rest.
+    state.conversations.forEach(function (c, id) {
+      if (id !== state.currentId && !conversationMatches(c)) state.conversations.delete(id);
+    });
+    schedule("list");
+    sendList();
+  }
+  if (dayDom.view) dayDom.view.addEventListener("change", onFilterChange);
+  if (dayDom.status) dayDom.status.addEventListener("change", onFilterChange);
+
+  // Presence: mine in the switch, colleagues' in the list.
+
+  function showOwnPresence(presence) {
+    if (PRESENCES.indexOf(presence) === -1) return;
+    dayDom.presence.value = presence;
+    dayDom.presenceSwitch.dataset.presence = presence;
+  }
+
+  dayDom.presence.addEventListener("change", function () {
+    var wanted = dayDom.presence.value;
+    if (send({ type: "presence", presence: wanted })) {
+      dayDom.presenceSwitch.dataset.presence = wanted;
+    } else {
+      var me = day.agents.get(day.me.id);
+      showOwnPresence(me ? me.presence : "online");
+      showToast(t("not_connected"));
+    }
+  });
+
+  function onPresence(frame) {
+    var a = frame.agent;
+    if (!a || typeof a.id !== "number") return;
+    day.agents.set(a.id, a);
+    if (a.id === day.me.id) showOwnPresence(a.presence);
+    renderColleagues();
+    if (!dayDom.transferDialog.hidden) fillTransferTargets();
+  }
+
+  /* What a colleague's dot shows: their switch, or offline when no console is open. */
+  function shownPresence(a) {
+    if (a.connected === false) return "offline";
+    return PRESENCES.indexOf(a.presence) !== -1 ? a.presence : "offline";
+  }
+
+  function presenceText(a) {
+    var text = t("presence_" + shownPresence(a));
+    if (a.connected === false && a.presence !== "offline") text = t("presence_disconnected");
+    return text;
+  }
+
+  function colleagues() {
+    var list = [];
+    day.agents.forEach(function (a) {
+      if (a.id !== day.me.id) list.push(a);
+    });
+    var rank = { online: 0, away: 1, offline: 2 };
+    list.sort(function (x, y) {
+      var r = rank[shownPresence(x)] - rank[shownPresence(y)];
+      return r || String(x.name).localeCompare(String(y.name));
+    });
+    return list;
+  }
+
+  function renderColleagues() {
+    var list = colleagues();
+    var online = 0;
+    var items = list.map(function (a) {
+      var shown = shownPresence(a);
+      if (shown === "online") online += 1;
+      var li = el("li", { className: "colleague", "data-testid": "agent-presence" });
+      li.dataset.agentId = String(a.id);
+      li.dataset.presence = shown;
+      li.dataset.connected = a.connected === false ? "false" : "true";
+      li.appendChild(el("span", { className: "presence-dot", "aria-hidden": "true" }));
+      li.appendChild(el("span", { className: "colleague-name", "data-testid": "agent-presence-name" }, a.name || "?"));
+      li.appendChild(el("span", { className: "colleague-presence", "data-testid": "agent-presence-state" }, presenceText(a)));
+      return li;
+    });
+    if (!items.length) items.push(el("li", { className: "colleague colleague--none" }, t("no_colleagues")));
+    dayDom.colleagues.replaceChildren.apply(dayDom.colleagues, items);
+    dayDom.colleaguesCount.textContent = t("colleagues_online", { count: online });
+  }
+
+  function showColleagues(open) {
+    dayDom.colleagues.hidden = !open;
+    dayDom.colleaguesToggle.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  dayDom.colleaguesToggle.addEventListener("click", function () {
+    showColleagues(dayDom.colleagues.hidden);
+  });
+  document.addEventListener("click", function (event) {
+    if (!dayDom.colleagues.hidden && !event.target.closest("#colleagues")) showColleagues(false);
+  });
+
+  // The queue: how many visitors wait for an agent.
+
+  function setQueue(queue) {
+    if (!queue || typeof queue.total !== "number") return;
+    var total = Math.max(0, queue.total | 0);
+    dayDom.queueCount.textContent = String(total);
+    dayDom.queueInfo.dataset.waiting = String(total);
+    var parts = [];
+    if (queue.teams && typeof queue.teams === "object") {
+      Object.keys(queue.teams).forEach(function (key) {
+        var team = day.teams.find(function (x) { return String(x.id) === key; });
+        var name = key === "none" ? t("no_team") : team ? team.name : key;
+        parts.push(name + ": " + queue.teams[key]);
+      });
+    }
+    dayDom.queueInfo.title = t("queue_title", { count: total }) + (parts.length ? " (" + parts.join(", ") + ")" : "");
+  }
+
+  // The open conversation's status, with snoozing.
+
+  function renderDayHeader(c) {
+    var status = c ? c.status : "";
+    dayDom.statusSelect.disabled = !c;
+    if (dayDom.snoozeForm.hidden && STATUSES.indexOf(status) !== -1) dayDom.statusSelect.value = status;
+    dayDom.statusSelect.dataset.status = status;
+    dayDom.transfer.disabled = !c;
+    dom.chatStatus.removeAttribute("title");
+    if (c && status === "snoozed") {
+      var until = parseDate(c.snoozed_until);
+      if (until) {
+        dom.chatStatus.textContent = t("snoozed_until", { time: fmtShortDateTime.format(until) });
+        dom.chatStatus.title = fmtDateTime.format(until);
+      }
+    }
+    if (c && c.team && c.team.name) {
+      dom.chatAssignee.textContent += " · " + c.team.name;
+    }
+  }
+
+  function pad2(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  /* A local time as ISO 8601 with this browser's offset, e.g. 2026-03-02T09:00:00+01:00. */
+  function isoWithOffset(d) {
+    var offset = -d.getTimezoneOffset();
+    var sign = offset >= 0 ? "+" : "-";
+    offset = Math.abs(offset);
+    return d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) +
+      "T" + pad2(d.getHours()) + ":" + pad2(d.getMinutes()) + ":" + pad2(d.getSeconds()) +
+      sign + pad2(Math.floor(offset / 60)) + ":" + pad2(offset % 60);
+  }
+
+  function localInputValue(d) {
+    return d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + "T" + pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+  }
+
+  function sendStatus(status, until) {
+    var id = state.currentId;
+    if (id === null) return false;
+    var frame = { type: "status", conversation_id: id, status: status };
+    if (until) frame.snooze_until = isoWithOffset(until);
+    return send(frame);
+  }
+
+  function showSnooze(open) {
+    dayDom.snoozeForm.hidden = !open;
+    if (open) {
+      var soon = new Date(Date.now() + 3600000);
+      dayDom.snoozeAt.min = localInputValue(new Date());
+      dayDom.snoozeAt.value = localInputValue(soon);
+    } else {
+      schedule("header"); // the select shows the real status again
+    }
+  }
+
+  function snoozeUntil(d) {
+    if (!d || isNaN(d.getTime()) || d.getTime() <= Date.now()) {
+      showToast(t("snooze_future"));
+      return;
+    }
+    if (sendStatus("snoozed", d)) showSnooze(false);
+  }
+
+  dayDom.statusSelect.addEventListener("change", function () {
+    var value = dayDom.statusSelect.value;
+    if (value === "snoozed") {
+      showSnooze(true);
+      dayDom.snoozeAt.focus();
+      return;
+    }
+    showSnooze(false);
+    sendStatus(value, null);
+  });
+  $("snooze-hour").addEventListener("click", function () {
+    snoozeUntil(new Date(Date.now() + 3600000));
+  });
+  $("snooze-tomorrow").addEventListener("click", function () {
+    var d = new Date();
+    d.setDate(d.getDate() + 1);
+    d.setHours(9, 0, 0, 0);
+    snoozeUntil(d);
+  });
+  $("snooze-cancel").addEventListener("click", function () {
+    showSnooze(false);
+  });
+  dayDom.snoozeForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    // datetime-local has no zone: it is this browser's local time.
+    var m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(dayDom.snoozeAt.value);
+    snoozeUntil(m ? new Date(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]) : null);
+  });
+
+  // Transfer to a colleague or a team, with an optional private note.
+
+  function fillTransferTargets() {
+    var c = state.currentId !== null ? state.conversations.get(state.currentId) : null;
+    var keep = dayDom.transferTarget.value;
+    var options = [el("option", { value: "" }, t("transfer_pick"))];
+    var agents = el("optgroup", { label: t("transfer_agents") });
+    var list = colleagues();
+    var me = day.agents.get(day.me.id);
+    if (me) list.push(me);
+    list.forEach(function (a) {
+      if (c && c.assignee && c.assignee.id === a.id) return; // already theirs
+      var label = (a.id === day.me.id ? t("transfer_me", { name: a.name }) : a.name) + " — " + presenceText(a);
+      agents.appendChild(el("option", { value: "agent:" + a.id, dataset: { presence: shownPresence(a) } }, label));
+    });
+    if (agents.children.length) options.push(agents);
+    if (day.teams.length) {
+      var teams = el("optgroup", { label: t("transfer_teams") });
+      day.teams.forEach(function (team) {
+        teams.appendChild(el("option", { value: "team:" + team.id }, team.name));
+      });
+      options.push(teams);
+    }
+    dayDom.transferTarget.replaceChildren.apply(dayDom.transferTarget, options);
+    dayDom.transferTarget.value = keep;
+    if (dayDom.transferTarget.value !== keep) dayDom.transferTarget.value = "";
+  }
+
+  function showTransfer(open) {
+    dayDom.transferDialog.hidden = !open;
+    dayDom.transfer.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      dayDom.transferTarget.value = "";
+      fillTransferTargets();
+      dayDom.transferNote.value = "";
+      dayDom.transferTarget.focus();
+    }
+  }
+  dayDom.transfer.addEventListener("click", function () {
+    if (state.currentId !== null) showTransfer(dayDom.transferDialog.hidden);
+  });
+  $("transfer-cancel").addEventListener("click", function () {
+    showTransfer(false);
+    dayDom.transfer.focus();
+  });
+  dayDom.transferDialog.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var id = state.currentId;
+    var m = /^(agent|team):(\d+)$/.exec(dayDom.transferTarget.value);
+    if (id === null || !m) {
+      dayDom.transferTarget.focus();
+      return;
+    }
+    var frame = { type: "transfer", conversation_id: id };
+    frame[m[1] + "_id"] = parseInt(m[2], 10);
+    var note = dayDom.transferNote.value.replace(/^\s+|\s+$/g, "");
+    if (note) frame.note = note;
+    if (send(frame)) showTransfer(false);
+    else showToast(t("not_connected"));
+  });
+  dayDom.transferDialog.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      event.stopPropagation();
+      showTransfer(false);
+      dayDom.transfer.focus();
+    }
+  });
+
+  // Private notes and the timeline's events.
+
+  function submitNote() {
+    var id = state.currentId;
+    var text = dayDom.noteInput.value.replace(/^\s+|\s+$/g, "");
+    if (id === null || !text) return;
+    if (send({ type: "note", conversation_id: id, text: text, client_id: newClientId() })) {
+      dayDom.noteInput.value = "";
+      stickToBottom = true;
+    } else {
+      showToast(t("not_connected"));
+    }
+  }
+  dayDom.noteForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    submitNote();
+  });
+  dayDom.noteInput.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || event.shiftKey || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.isComposing || event.keyCode === 229) return;
+    event.preventDefault();
+    submitNote();
+  });
+  if (config.max_text) dayDom.noteInput.maxLength = config.max_text;
+
+  function setEvents(id, list) {
+    var map = new Map();
+    list.forEach(function (ev) {
+      if (ev && typeof ev.id === "number") map.set(ev.id, ev);
+    });
+    day.events.set(id, map);
+  }
+
+  function onEvent(frame) {
+    var ev = frame.event;
+    var id = frame.conversation_id;
+    if (!ev || typeof ev.id !== "number" || typeof id !== "number") return;
+    var map = day.events.get(id);
+    if (!map) {
+      if (id !== state.currentId) return; // loaded with the history when opened
+      map = new Map();
+      day.events.set(id, map);
+    }
+    map.set(ev.id, ev);
+    if (id === state.currentId) {
+      nodeCache.delete("ev:" + ev.id);
+      schedule("messages");
+    }
+  }
+
+  function eventTime(ev) {
+    var d = parseDate(ev.created_at);
+    return d ? d.getTime() : 0;
+  }
+
+  function timelineEvents(id) {
+    var map = day.events.get(id);
+    if (!map) return [];
+    return Array.from(map.values()).sort(function (a, b) {
+      return eventTime(a) - eventTime(b) || a.id - b.id;
+    });
+  }
+
+  function nameOf(ref) {
+    return ref && ref.name ? ref.name : t("system");
+  }
+
+  function waitedText(seconds) {
+    var s = Math.max(0, seconds | 0);
+    if (s < 60) return t("seconds", { n: s });
+    if (s < 3600) return t("minutes", { n: Math.round(s / 60) });
+    return t("hours", { n: Math.round(s / 360) / 10 });
+  }
+
+  /* One line for a system event, as text. */
+  function eventText(ev) {
+    var data = ev.data && typeof ev.data === "object" ? ev.data : {};
+    var actor = nameOf(ev.actor);
+    switch (ev.kind) {
+      case "assigned":
+        if (data.how === "queue") return t("event_assigned_queue", { agent: nameOf(ev.agent), waited: waitedText(data.waited_seconds) });
+        if (data.how === "reply") return t("event_assigned_reply", { agent: nameOf(ev.agent) });
+        if (data.how === "transfer") return t("event_assigned_transfer", { agent: nameOf(ev.agent) });
+        return t("event_assigned", { agent: nameOf(ev.agent) });
+      case "queued":
+        return ev.team ? t("event_queued_team", { team: ev.team.name }) : t("event_queued");
+      case "transferred":
+        if (ev.agent) return t("event_transferred_agent", { actor: actor, agent: ev.agent.name });
+        return t("event_transferred_team", { actor: actor, team: ev.team ? ev.team.name : "?" });
+      case "status": {
+        var to = typeof data.to === "string" ? data.to : "";
+        if (data.by === "timer") return t("event_woke");
+        if (data.by === "visitor") return t("event_reopened");
+        if (to === "snoozed") {
+          var until = parseDate(data.until);
+          return t("event_snoozed", { actor: actor, time: until ? fmtDateTime.format(until) : "?" });
+        }
+        return t("event_status", { actor: actor, status: t("status_" + to) });
+      }
+      case "labels": {
+        var changes = [];
+        (Array.isArray(data.added) ? data.added : []).forEach(function (n) { changes.push("+" + n); });
+        (Array.isArray(data.removed) ? data.removed : []).forEach(function (n) { changes.push("\u2212" + n); });
+        return t("event_labels", { actor: actor, changes: changes.join(", ") });
+      }
+      default: {
+        var other = eventSummary(ev); // rating, blocked
+        return other !== null ? other : String(ev.kind || "");
+      }
+    }
+  }
+
+  function buildEventNode(ev) {
+    var d = parseDate(ev.created_at);
+    var time = el("time", { className: "tl-time", datetime: d ? d.toISOString() : null, title: d ? fmtDateTime.format(d) : null }, d ? fmtTime.format(d) : "");
+    if (ev.kind === "note") {
+      var note = el("div", { className: "tl-note", "data-testid": "timeline-note" });
+      note.dataset.eventId = String(ev.id);
+      var head = el("div", { className: "tl-note-head" });
+      head.appendChild(el("span", { className: "tl-note-author" }, nameOf(ev.actor)));
+      head.appendChild(el("span", { className: "tl-note-label" }, t("note_private")));
+      head.appendChild(time);
+      note.appendChild(head);
+      var body = el("div", { className: "tl-note-text", "data-testid": "timeline-note-text" });
+      appendText(body, ev.text || "");
+      note.appendChild(body);
+      return note;
+    }
+    var node = el("div", { className: "tl-event", "data-testid": "timeline-event", role: "note" });
+    node.dataset.eventId = String(ev.id);
+    node.dataset.kind = String(ev.kind || "");
+    var line = el("div", { className: "tl-event-line" });
+    line.appendChild(el("span", { className: "tl-event-text" }, eventText(ev)));
+    line.appendChild(time);
+    node.appendChild(line);
+    if (ev.kind === "transferred" && ev.text) {
+      var quote = el("div", { className: "tl-event-note", "data-testid": "timeline-event-note" });
+      appendText(quote, ev.text);
+      node.appendChild(quote);
+    }
+    return node;
   }
 
   // --- wiring --------------------------------------------------------------------------------

@@ -36,6 +36,13 @@
     upload_failed: "The file could not be sent", close: "Close",
     articles: "Help articles",
     bot: "Bot", human: "Talk to a human",
+    rate_prompt: "How would you rate this conversation?", rate_star: "%(n)s out of 5",
+    rate_comment: "Anything you would like to add? (optional)", rate_submit: "Send rating",
+    rate_thanks: "Thank you for your feedback!",
+    department: "Which department would you like to talk to?",
+    department_any: "Choose a department (optional)", blocked: "This chat is not available.",
+    queue_position: "You are number %(n)s in the queue",
+    chatting_with: "You are chatting with %(name)s",
   };
 
   // --- persistence (per widget key) -----------------------------------------------------------
@@ -54,8 +61,8 @@
       others = (fresh.out || []).filter((o) => o && !mine.has(o.cid));
     } catch (e) { /* corrupt: keep ours only */ }
     for (const p of outbox) mine.add(p.cid);
-    store.out = others.concat(outbox.map(({ cid, kind, text, att, name, email }) =>
-      ({ cid, kind, text, att, name, email })));
+    store.out = others.concat(outbox.map(({ cid, kind, text, att, name, email, dep }) =>
+      ({ cid, kind, text, att, name, email, dep })));
     try { localStorage.setItem(SK, JSON.stringify(store)); } catch (e) { /* quota */ }
   };
 
@@ -79,6 +86,7 @@
   let ws = null, ready = false, dead = false, attempt = 0, retryTimer = 0;
   let lastFrame = 0, pingAt = 0;
   let isOpen = false, atBottom = true;
+  let queuePos = null, agentName = null; // null: not waiting / nobody assigned yet
   let typingOn = false, typingAt = 0, typingIdle = 0, agentTypingTimer = 0, noticeTimer = 0;
 
   // --- DOM helpers (textContent only) ---------------------------------------------------------
@@ -198,6 +206,17 @@ textarea:focus,input:focus{border-color:var(--c);box-shadow:0 0 0 3px color-mix(
 .sugg a{display:block;padding:6px 10px;border-radius:10px;background:#f3f4ff;color:#3730a3;font-size:13px;text-decoration:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .sugg a:hover{background:#e7e9ff}
 .err:empty{display:none}
+.rate{flex:none;padding:12px 16px;border-top:1px solid #eceef3;background:#fff;display:flex;flex-direction:column;gap:8px}
+.rate p{font-size:13px;color:#374151;font-weight:600}
+.stars{display:flex;gap:6px}
+.star{width:40px;height:40px;border-radius:10px;border:1px solid #d4d7e3;font-size:15px;font-weight:700;color:#4b5563}
+.star[aria-pressed=true]{background:var(--c);border-color:var(--c);color:var(--t)}
+.rate textarea{resize:vertical;min-height:56px}
+.dep{flex:none;padding:8px 12px 0;background:#fff;border-top:1px solid #eceef3;display:flex;flex-direction:column;gap:4px}
+.dep label{font-size:12px;color:#6b7280}
+.qpos{flex:none;padding:8px 14px;background:#fef3c7;color:#78350f;font-size:13px;font-weight:600;text-align:center;border-bottom:1px solid #fde68a}
+.agl{font-size:12px;opacity:.92;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.dep select{display:block;width:100%;height:36px;border:1px solid #e2e5ec;border-radius:10px;background:#fff;padding:0 8px;font-size:14px;color:#111827}
 @media (max-width:479px){
 .panel{inset:0;width:auto;height:auto;max-height:none;border-radius:0;transform:translateY(24px)}
 .launch{right:16px;bottom:16px}
@@ -234,7 +253,10 @@ textarea,input{font-size:16px}
   const stBox = h("div", "st");
   const stText = attr(h("span"), { "data-testid": "widget-status", role: "status" });
   stBox.append(h("i", "dot"), stText);
-  hd.append(title, stBox);
+  // Who answers (welcome / conversation frames' agent_name) and the place in the queue.
+  const agentLine = attr(h("div", "agl hide"), { "data-testid": "widget-agent" });
+  hd.append(title, stBox, agentLine);
+  const qpos = attr(h("div", "qpos hide"), { "data-testid": "widget-queue-position", role: "status" });
   const minBtn = attr(h("button", "min"), { type: "button" });
   minBtn.append(icon(I_DOWN));
   head.append(av, hd, minBtn);
@@ -278,7 +300,29 @@ textarea,input{font-size:16px}
   const hrow = h("div", "hrow hide");
   const humanBtn = attr(h("button", "hbtn"), { type: "button", "data-testid": "widget-human" });
   hrow.append(humanBtn);
-  panel.append(head, list, typing, notice, offPane, sugg, hrow, comp);
+  // Satisfaction rating (docs/protocol.md, rate): shown when the conversation is resolved.
+  const ratePane = attr(h("div", "rate hide"), { "data-testid": "widget-rating" });
+  const rateText = h("p");
+  const stars = h("div", "stars");
+  const starBtns = [1, 2, 3, 4, 5].map((n) => {
+    const b = attr(h("button", "star", String(n)),
+      { type: "button", "data-testid": "widget-rating-" + n, "aria-pressed": "false" });
+    b.addEventListener("click", () => pickRating(n));
+    stars.append(b);
+    return b;
+  });
+  const rateComment = attr(h("textarea"),
+    { rows: "2", maxlength: "1000", "data-testid": "widget-rating-comment" });
+  const rateBtn = attr(h("button", "btn"), { type: "button", "data-testid": "widget-rating-submit" });
+  const rateThanks = attr(h("div", "thanks hide"), { "data-testid": "widget-rating-thanks" });
+  ratePane.append(rateText, stars, rateComment, rateBtn, rateThanks);
+  // Pre-chat department choice (welcome.departments), until the conversation exists.
+  const depRow = h("div", "dep hide");
+  const depLabel = h("label");
+  const depSel = attr(h("select"), { "data-testid": "widget-department" });
+  depLabel.append(depSel);
+  depRow.append(depLabel);
+  panel.append(head, qpos, list, typing, notice, ratePane, depRow, offPane, sugg, hrow, comp);
   wrap.append(panel, launcher);
 
   function applyStrings() {
@@ -302,11 +346,31 @@ textarea,input{font-size:16px}
     fBtn.textContent = S.leave_message;
     again.textContent = S.leave_message;
     thanks.textContent = S.leave_sent;
+    rateText.textContent = S.rate_prompt;
+    starBtns.forEach((b, i) => b.setAttribute("aria-label", S.rate_star.replace("%(n)s", String(i + 1))));
+    rateComment.placeholder = S.rate_comment;
+    rateComment.setAttribute("aria-label", S.rate_comment);
+    rateBtn.textContent = S.rate_submit;
+    rateThanks.textContent = S.rate_thanks;
+    depSel.setAttribute("aria-label", S.department);
+    fillDepartments();
     const cfg = store.cfg || {};
     greetBub.textContent = cfg.w || "";
     greet.classList.toggle("hide", !cfg.w);
     offText.textContent = cfg.o || "";
     showStatus();
+    showRouting();
+  }
+
+  function showRouting() {
+    const waiting = typeof queuePos === "number" && queuePos > 0 && convStatus !== "resolved";
+    qpos.classList.toggle("hide", !waiting);
+    qpos.textContent = waiting ? S.queue_position.replace("%(n)s", String(queuePos)) : "";
+    if (waiting) qpos.setAttribute("data-position", String(queuePos));
+    else qpos.removeAttribute("data-position");
+    const chatting = !!agentName && !waiting && convStatus !== "resolved";
+    agentLine.classList.toggle("hide", !chatting);
+    agentLine.textContent = chatting ? S.chatting_with.replace("%(name)s", agentName) : "";
   }
 
   function showStatus() {
@@ -321,6 +385,43 @@ textarea,input{font-size:16px}
     comp.classList.toggle("hide", offline);
     ta.disabled = sendBtn.disabled = dead;
     clip.disabled = dead || !store.vid;
+    depRow.classList.toggle("hide", !(ready && !dead && departments.length && !convId));
+  }
+
+  // --- department and rating ------------------------------------------------------------------
+  let departments = [], rating = 0;
+  function fillDepartments() {
+    const keep = depSel.value;
+    const opts = [attr(h("option", "", S.department_any), { value: "" })];
+    for (const d of departments) {
+      if (d && typeof d.id === "number") opts.push(attr(h("option", "", String(d.name || "")), { value: String(d.id) }));
+    }
+    depSel.replaceChildren(...opts);
+    if (departments.some((d) => String(d.id) === keep)) depSel.value = keep;
+  }
+  function pickRating(n) {
+    rating = n;
+    starBtns.forEach((b, i) => b.setAttribute("aria-pressed", String(i + 1 === n)));
+    rateBtn.disabled = false;
+  }
+  function showRating(on) {
+    ratePane.classList.toggle("hide", !on);
+    if (!on) return;
+    rating = 0;
+    starBtns.forEach((b) => b.setAttribute("aria-pressed", "false"));
+    rateComment.value = "";
+    for (const e of [stars, rateComment, rateBtn]) e.classList.remove("hide");
+    rateThanks.classList.add("hide");
+    rateBtn.disabled = true;
+  }
+  rateBtn.addEventListener("click", () => {
+    if (!rating) return;
+    const comment = rateComment.value.trim();
+    if (send({ type: "rate", rating, comment: comment || undefined })) rateBtn.disabled = true;
+  });
+  function rated() {
+    for (const e of [stars, rateComment, rateBtn]) e.classList.add("hide");
+    rateThanks.classList.remove("hide");
   }
 
   function showNotice(text) {
@@ -400,6 +501,7 @@ textarea,input{font-size:16px}
   // Put the DOM in seq order: greeting, messages (with notes), refused, then the outbox.
   function render(scroll) {
     const stick = scroll || atBottom;
+    depRow.classList.toggle("hide", !(ready && !dead && departments.length && !convId));
     hrow.classList.toggle("hide", !(ready && botOn && convId && store.hq !== convId) ||
       comp.classList.contains("hide"));
     const seqs = [...msgs.keys()].sort((a, b) => a - b);
@@ -459,6 +561,8 @@ textarea,input{font-size:16px}
     lastSeq = readSeq = delivSeq = myRead = myDeliv = 0;
     convId = id;
     convStatus = null;
+    queuePos = agentName = null;
+    showRouting();
   }
 
   // Store a message from the server; returns true if it is new. A message carrying the
@@ -604,6 +708,7 @@ textarea,input{font-size:16px}
       ready = false;
       stopAgentTyping();
       if (e.code === 4004) fatal();
+      else if (e.code === 4403) fatal(S.blocked);
       else if (opened) schedule();
       // Refused handshake (HTTP 403: origin not allowed) or server down? If the server
       // answers HTTP, it was a refusal: retry only at the longest backoff.
@@ -622,13 +727,24 @@ textarea,input{font-size:16px}
     retryTimer = setTimeout(connect, d / 2 + Math.random() * (d / 2));
   }
 
-  function fatal() {
+  function fatal(text) {
     dead = true;
     clearTimeout(retryTimer);
     if (ws) { ws.onclose = null; try { ws.close(); } catch (e) { /* ignore */ } ws = null; }
     ready = false;
     showStatus();
-    showNotice("This chat is not available (invalid widget key).");
+    showNotice(text || "This chat is not available (invalid widget key).");
+  }
+
+  // Business hours: the server says when they next open or close (hours_change_at); ping
+  // then, and the pong brings the new agents_online.
+  let hoursAt = 0;
+  function hoursTimer(iso) {
+    clearTimeout(hoursAt);
+    const at = iso ? Date.parse(iso) : NaN;
+    if (isNaN(at)) return;
+    const wait = Math.max(0, at - Date.now()) + 1000 + Math.random() * 4000;
+    if (wait < 2 ** 31 - 1) hoursAt = setTimeout(() => { if (ready) ping(); }, wait);
   }
 
   // Liveness (docs/protocol.md): ping every 20 s; no frame at all within 10 s of a ping
@@ -691,6 +807,11 @@ textarea,input{font-size:16px}
           if (c.status === "resolved" && convStatus !== "resolved") addNote(S.resolved, c.last_seq);
           convStatus = c.status;
         }
+        queuePos = c && typeof c.queue_position === "number" ? c.queue_position : null;
+        agentName = c && typeof c.agent_name === "string" && c.agent_name ? c.agent_name : null;
+        showRating(!!c && c.status === "resolved" && !c.rated);
+        departments = Array.isArray(f.departments) ? f.departments : [];
+        hoursTimer(f.hours_change_at);
         applyStrings();
         for (const p of outbox) sendItem(p);
         render();
@@ -737,6 +858,13 @@ textarea,input{font-size:16px}
         break;
       }
       case "pong":
+        if (typeof f.agents_online === "boolean" && f.agents_online !== agentsOnline) {
+          agentsOnline = f.agents_online;
+          if (store.cfg) { store.cfg.a = agentsOnline; save(); }
+          if (agentsOnline) resetLeaveForm();
+          showStatus();
+        }
+        if ("hours_change_at" in f) hoursTimer(f.hours_change_at);
         if (f.conversation_id && !convId) convId = f.conversation_id;
         if (typeof f.last_seq === "number" && f.last_seq > lastSeq) checkGap(f.last_seq);
         break;
@@ -774,11 +902,26 @@ textarea,input{font-size:16px}
         if (c.id) convId = convId || c.id;
         if (c.status === "resolved" && convStatus !== "resolved") {
           addNote(S.resolved, Math.max(lastSeq, ...msgs.keys()));
+          showRating(true);
           render();
-        }
+        } else if (c.status && c.status !== "resolved") showRating(false);
         convStatus = c.status || convStatus;
+        if ("agent_name" in c) agentName = typeof c.agent_name === "string" && c.agent_name ? c.agent_name : null;
+        if (agentName) queuePos = null;
+        showStatus();
+        showRouting();
         break;
       }
+      case "queue":
+        if (!f.conversation_id || !convId || f.conversation_id === convId) {
+          if (f.conversation_id) convId = convId || f.conversation_id;
+          queuePos = typeof f.position === "number" ? f.position : null;
+          showRouting();
+        }
+        break;
+      case "rated":
+        rated();
+        break;
       case "error":
         onError(f);
         break;
@@ -787,6 +930,7 @@ textarea,input{font-size:16px}
 
   function onError(f) {
     if (f.code === "invalid_key") { fatal(); return; }
+    if (f.code === "blocked") { fatal(S.blocked); return; }
     const i = f.ref ? outbox.findIndex((o) => o.cid === f.ref) : -1;
     if (i >= 0) {
       const p = outbox[i];
@@ -834,14 +978,16 @@ textarea,input{font-size:16px}
   function sendItem(p) {
     if (!ready) return;
     if (p.kind === "leave") {
-      send({ type: "leave_message", client_id: p.cid, name: p.name, email: p.email, text: p.text });
+      send({ type: "leave_message", client_id: p.cid, name: p.name, email: p.email, text: p.text, department: p.dep });
     } else {
-      send({ type: "message", client_id: p.cid, text: p.text || "", attachment_id: p.att ? p.att.id : undefined });
+      send({ type: "message", client_id: p.cid, text: p.text || "", attachment_id: p.att ? p.att.id : undefined, department: p.dep });
     }
   }
 
   function enqueue(p) {
     p.cid = p.cid || uid();
+    // The department goes with what opens the conversation (ignored by the server after).
+    if (!convId && departments.length && depSel.value) p.dep = parseInt(depSel.value, 10);
     p.el = bubble({ sender: "visitor", text: p.text, attachment: p.att });
     outbox.push(p);
     save();

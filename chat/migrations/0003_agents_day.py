@@ -75,6 +75,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'verbose_name': 'automatic reply',
+                'verbose_name_plural': 'automatic replies',
                 'ordering': ['workspace', 'position', 'pk'],
             },
         ),

@@ -108,9 +108,22 @@ async def receive_until(comm: WebsocketCommunicator, kind: str, timeout: float =
             return frame
 
 
+# Frames about the workspace rather than the test's subject: agents' presence and the
+# queue's size reach every console of the workspace whenever an agent connects.
+AMBIENT = frozenset({"presence", "queue"})
+
+
+async def receive_frame(comm: WebsocketCommunicator, timeout: float = 5) -> dict:
+    """The next frame that is not ambient (presence, queue size)."""
+    while True:
+        frame = await comm.receive_json_from(timeout=timeout)
+        if frame["type"] not in AMBIENT:
+            return frame
+
+
 async def receive_error(comm: WebsocketCommunicator, timeout: float = 5) -> dict:
-    """The next frame, which must be an ``error``."""
-    frame = await comm.receive_json_from(timeout=timeout)
+    """The next (non-ambient) frame, which must be an ``error``."""
+    frame = await receive_frame(comm, timeout=timeout)
     assert frame["type"] == "error", frame
     return frame
 
@@ -131,9 +144,20 @@ async def assert_silent(comm: WebsocketCommunicator, timeout: float = 0.5) -> No
     Absence has no event to wait for; call this after a positive control (another socket
     has already received the event in question) so the wait only covers delivery skew.
     """
-    if not await comm.receive_nothing(timeout=timeout, interval=0.02):
+    while not await comm.receive_nothing(timeout=timeout, interval=0.02):
         frame = await comm.receive_output(timeout=1)
+        if frame.get("type") == "websocket.send" and _frame_type(frame) in AMBIENT:
+            continue
         raise AssertionError(f"expected no frame, got {frame!r}")
+
+
+def _frame_type(output: dict) -> str | None:
+    import json
+
+    try:
+        return json.loads(output.get("text") or "{}").get("type")
+    except ValueError:
+        return None
 
 
 async def send_all(pairs) -> None:

@@ -109,6 +109,8 @@ async def test_reconnect_with_id_and_token_is_the_same_visitor(workspace):
         "id": ack["conversation_id"],
         "status": "open",
         "last_seq": 1,
+        "agent_name": None,
+        "queue_position": 1,  # nobody is online: first in the queue
     }
     history = await receive_until(again, "history")
     assert [m["text"] for m in history["messages"]] == ["first visit"]

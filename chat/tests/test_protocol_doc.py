@@ -27,6 +27,7 @@ from accounts.tests.factories import AgentFactory
 from chat import consumers, services
 from chat.consumers import AgentConsumer, VisitorConsumer
 from chat.models import Conversation
+from chat.tests.factories import ConversationFactory
 from chat.tests.sockets import CHROME_UA, agent_socket, receive_until, visitor_socket
 from helpdesk.asgi import application
 
@@ -416,6 +417,10 @@ async def _drive_everything(workspace, agent, second_agent) -> FrameLog:
 
     await a1.send_json_to({"type": "suggest", "conversation_id": conversation_id})
     await log.expect(a1, A, "suggestion")  # agent-assist (computed by a Celery task)
+    await a1.send_json_to(
+        {"type": "labels", "conversation_id": conversation_id, "labels": ["VIP", "退款"]}
+    )
+    await log.expect(a1, A, "conversation", lambda f: f["conversation"]["labels"] != [])
 
     await a1.send_json_to({"type": "list"})
     await log.expect(a1, A, "conversations")
@@ -434,6 +439,15 @@ async def _drive_everything(workspace, agent, second_agent) -> FrameLog:
     await a1.send_json_to({"type": "resolve", "conversation_id": conversation_id})
     await log.expect(a1, A, "conversation", lambda f: f["conversation"]["status"] == "resolved")
     await log.expect(visitor, V, "conversation")
+    await visitor.send_json_to({"type": "rate", "rating": 5, "comment": "Thanks"})
+    await log.expect(visitor, V, "rated")
+    await log.expect(a1, A, "conversation", lambda f: f["conversation"]["rating"] == 5)
+    # Blocking another visitor (one without a socket here, so this scenario goes on).
+    other = await sync_to_async(ConversationFactory)(
+        workspace=workspace, visitor__workspace=workspace, visitor__ip_address="203.0.113.7"
+    )
+    await a1.send_json_to({"type": "block", "conversation_id": other.pk, "scope": "ip"})
+    await log.expect(a1, A, "blocked")
 
     # The same visitor in a second tab: welcome with the conversation, then history.
     tab, welcome3 = await visitor_socket(
@@ -453,6 +467,8 @@ async def _drive_everything(workspace, agent, second_agent) -> FrameLog:
         }
     )
     await log.expect(tab, V, "ack")
+    await a1.send_json_to({"type": "search", "q": "call", "client_id": "s1"})
+    await log.expect(a1, A, "search_results", lambda f: f["results"])
 
     await a1.disconnect()
     await a2.disconnect()

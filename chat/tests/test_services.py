@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from accounts import services as account_services
 from accounts.models import AgentConnection, Presence
 from accounts.tests.factories import AgentFactory, WorkspaceFactory
 from chat import realtime, services
@@ -298,16 +299,22 @@ def test_events_leave_only_after_commit(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         message = send(visitor, "hi")
         assert sent == []  # still inside the transaction
-    assert len(callbacks) == 3
-    groups = [group for group, _ in sent]
+    assert callbacks
+    messages = [(group, event) for group, event in sent if event["type"] == "chat.message"]
+    groups = [group for group, _ in messages]
     # Unassigned (no agent is connected): every agent hears of it, and whoever has it open.
     assert groups == [
         realtime.visitor_group(visitor.pk),
         realtime.workspace_agents_group(visitor.workspace_id),
         realtime.conversation_group(message.conversation_id),
     ]
-    assert sent[0][1]["message"]["id"] == message.pk
-    assert sent[1][1]["conversation"]["last_seq"] == 1
+    assert messages[0][1]["message"]["id"] == message.pk
+    assert messages[1][1]["conversation"]["last_seq"] == 1
+    # Nobody could take it: it waits in the queue, and the visitor hears their place.
+    assert (
+        realtime.visitor_group(visitor.pk),
+        {"type": "chat.queue", "conversation_id": message.conversation_id, "position": 1},
+    ) in sent
 
     sent.clear()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -429,13 +436,14 @@ def test_resolve_announces_the_status_to_agents_and_the_visitor(
     monkeypatch.setattr(realtime, "_send", lambda group, event: sent.append((group, event)))
     with django_capture_on_commit_callbacks(execute=True):
         services.conversation_resolve(agent=agent, conversation_id=conversation.pk)
-    events = dict(sent)
+    events = {g: e for g, e in sent if e["type"] == "chat.conversation"}
     agents = events[realtime.workspace_agents_group(visitor.workspace_id)]
     mine = events[realtime.visitor_group(visitor.pk)]
     assert agents["conversation"]["status"] == "resolved"
+    assert agents["conversation"]["resolution_seconds"] is not None
     assert mine == {
         "type": "chat.conversation",
-        "conversation": {"id": conversation.pk, "status": "resolved"},
+        "conversation": {"id": conversation.pk, "status": "resolved", "agent_name": None},
     }
 
 
@@ -572,24 +580,20 @@ def test_resolved_conversations_do_not_count_against_capacity(workspace):
     assert new_conversation(workspace).assignee == agent
 
 
-def test_an_unassigned_conversation_is_assigned_when_an_agent_comes_online(workspace, visitor):
+def test_an_unassigned_conversation_is_assigned_when_an_agent_comes_online(
+    workspace, visitor, django_capture_on_commit_callbacks
+):
     conversation = send(visitor, "anyone?").conversation
-    assert conversation.assignee is None
+    assert conversation.assignee is None and conversation.queued_at is not None
     agent = AgentFactory(workspace=workspace)
-    connect(agent)
-    send(visitor, "hello?")  # right after: a burst does not look for an agent each time
+    with django_capture_on_commit_callbacks(execute=True):
+        account_services.agent_connection_open(agent=agent, channel_name="test.one")
     conversation.refresh_from_db()
-    assert conversation.assignee is None
-    # After a pause the next message looks again.
-    Conversation.objects.filter(pk=conversation.pk).update(
-        last_message_at=timezone.now() - timedelta(seconds=31)
-    )
-    send(visitor, "hello??")
-    conversation.refresh_from_db()
-    assert conversation.assignee == agent
+    assert conversation.assignee == agent and conversation.queued_at is None
 
     other = AgentFactory(workspace=workspace)
-    connect(other)
+    with django_capture_on_commit_callbacks(execute=True):
+        account_services.agent_connection_open(agent=other, channel_name="test.two")
     send(visitor, "still there?")
     conversation.refresh_from_db()
     assert conversation.assignee == agent  # assigned once, kept
