@@ -66,14 +66,13 @@ def visitor_chats(open_actor, server, name: str, text: str) -> tuple[Widget, Con
     return widget, conversation
 
 
-def test_third_visitor_waits_in_queue_then_gets_the_freed_agent(
-    open_actor, asgi_server, agents
-):
+def test_third_visitor_waits_in_queue_then_gets_the_freed_agent(open_actor, asgi_server, agents):
     alice, bob = agents
     AgentProfile.objects.filter(pk__in=[alice.pk, bob.pk]).update(max_concurrent_chats=1)
     consoles = {
-        a.pk: Console(open_actor(f"console-{a.display_name.split()[0].lower()}"), asgi_server.url)
-        .login(a.user.username)
+        a.pk: Console(
+            open_actor(f"console-{a.display_name.split()[0].lower()}"), asgi_server.url
+        ).login(a.user.username)
         for a in (alice, bob)
     }
     for console in consoles.values():
@@ -81,10 +80,8 @@ def test_third_visitor_waits_in_queue_then_gets_the_freed_agent(
 
     w1, c1 = visitor_chats(open_actor, asgi_server, "visitor-1", "First visitor here")
     w2, c2 = visitor_chats(open_actor, asgi_server, "visitor-2", "Second visitor here")
-    for widget, conversation in ((w1, c1), (w2, c2)):
-        expect(widget.page.get_by_test_id("widget-agent")).to_contain_text(
-            "You are chatting with"
-        )
+    for widget in (w1, w2):
+        expect(widget.page.get_by_test_id("widget-agent")).to_contain_text("You are chatting with")
         expect(widget.page.get_by_test_id("widget-queue-position")).to_be_hidden()
     c1.refresh_from_db()
     c2.refresh_from_db()
