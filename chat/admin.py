@@ -109,9 +109,7 @@ class LabelAdmin(WorkspaceScopedAdmin):
         # A workspace admin can only file labels under their own workspace.
         if db_field.name == "workspace" and not request.user.is_superuser:
             agent = getattr(request.user, "agent", None)
-            kwargs["queryset"] = Workspace.objects.filter(
-                pk=agent.workspace_id if agent else None
-            )
+            kwargs["queryset"] = Workspace.objects.filter(pk=agent.workspace_id if agent else None)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 

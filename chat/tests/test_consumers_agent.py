@@ -449,6 +449,7 @@ async def test_visitors_hear_when_the_first_agent_comes_and_the_last_goes(worksp
     assert await receive_until(visitor, "availability") == {
         "type": "availability",
         "agents_online": True,
+        "open_now": True,
     }
     late_visitor, late_welcome = await visitor_socket(workspace)
     assert late_welcome["agents_online"] is True
@@ -467,6 +468,7 @@ async def test_visitors_hear_when_the_first_agent_comes_and_the_last_goes(worksp
         assert await receive_until(v, "availability") == {
             "type": "availability",
             "agents_online": False,
+            "open_now": True,
         }
     newcomer, new_welcome = await visitor_socket(workspace)
     assert new_welcome["agents_online"] is False

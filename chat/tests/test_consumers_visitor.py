@@ -111,6 +111,7 @@ async def test_reconnect_with_id_and_token_is_the_same_visitor(workspace):
         "last_seq": 1,
         "agent_name": None,
         "queue_position": 1,  # nobody is online: first in the queue
+        "rated": False,
     }
     history = await receive_until(again, "history")
     assert [m["text"] for m in history["messages"]] == ["first visit"]
@@ -759,9 +760,23 @@ async def test_receipt_and_resume_cannot_touch_another_visitors_conversation(wor
 
 async def test_visitor_pong_carries_last_seq(workspace):
     comm, _ = await visitor_socket(workspace)
-    assert await ping(comm) == {"type": "pong", "conversation_id": None, "last_seq": 0}
+    assert await ping(comm) == {
+        "type": "pong",
+        "conversation_id": None,
+        "last_seq": 0,
+        "agents_online": False,
+        "open_now": True,
+        "hours_change_at": None,
+    }
     ack = await send_text(comm, "m1")
     await send_text(comm, "m2")
     pong = await ping(comm)
-    assert pong == {"type": "pong", "conversation_id": ack["conversation_id"], "last_seq": 2}
+    assert pong == {
+        "type": "pong",
+        "conversation_id": ack["conversation_id"],
+        "last_seq": 2,
+        "agents_online": False,
+        "open_now": True,
+        "hours_change_at": None,
+    }
     await comm.disconnect()

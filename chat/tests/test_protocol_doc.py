@@ -470,6 +470,20 @@ async def _drive_everything(workspace, agent, second_agent) -> FrameLog:
     await a1.send_json_to({"type": "search", "q": "call", "client_id": "s1"})
     await log.expect(a1, A, "search_results", lambda f: f["results"])
 
+    # The agent's day: a private note, presence, and a queue when nobody is available.
+    await a1.send_json_to(
+        {"type": "note", "conversation_id": conversation_id, "text": "VIP", "client_id": "n1"}
+    )
+    await log.expect(a1, A, "event", lambda f: f["event"]["kind"] == "note")
+    for comm in (a2, a1):
+        await comm.send_json_to({"type": "presence", "presence": "away"})
+        await log.expect(a1, A, "presence", lambda f: f["agent"]["presence"] == "away")
+    queued, _ = await visitor_socket(workspace)
+    await queued.send_json_to({"type": "message", "client_id": "q1", "text": "anyone?"})
+    await log.expect(queued, V, "queue", lambda f: f["position"] == 1)
+    await log.expect(a1, A, "queue", lambda f: f["queue"]["total"] == 1)
+    await queued.disconnect()
+
     await a1.disconnect()
     await a2.disconnect()
     await log.expect(visitor, V, "availability", lambda f: not f["agents_online"])
