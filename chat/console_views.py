@@ -74,7 +74,10 @@ CONSOLE_STRINGS = {
     "not_rated": _("Not rated"),
     "rating_stars": _("%(rating)s of 5"),
     "event_rating": _("The visitor rated the conversation %(rating)s of 5"),
+    "event_rating_changed": _("The visitor changed their rating to %(rating)s of 5"),
+    "event_rating_comment": _("The visitor rated the conversation %(rating)s of 5: “%(comment)s”"),
     "event_blocked": _("%(name)s blocked the visitor"),
+    "event_blocked_ip": _("%(name)s blocked the visitor's address %(network)s"),
     "visitor_blocked": _("The visitor is blocked."),
     "visitor_already_blocked": _("The visitor was already blocked."),
     # Routing and the agent's day (presence, queue, status, transfer, notes, timeline).

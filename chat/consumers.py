@@ -1,8 +1,9 @@
 """WebSocket consumers for the widget (visitors) and the console (agents).
 
 Thin by design: authenticate and join groups in ``connect``, validate the frame shape,
-call one service through ``database_sync_to_async``, answer. The frames are documented
-in docs/protocol.md; ``PROTOCOL_VERSION`` changes when a frame changes incompatibly.
+call one service through ``chat.db.db_call`` (the sockets' database threads), answer.
+The frames are documented in docs/protocol.md; ``PROTOCOL_VERSION`` changes when a frame
+changes incompatibly.
 """
 
 import json
@@ -13,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async as _database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -27,6 +27,7 @@ from knowledge.tasks import assist_suggest_task
 
 from . import blocklist, frames, labels, ratings, routing, search, selectors, services
 from .canned import canned_for_agent, canned_frame
+from .db import db_call
 from .departments import department_list
 from .errors import ChatError
 from .message_store import NewMessage
@@ -46,11 +47,6 @@ from .widget_text import widget_strings
 from .writer import get_writer
 
 log = logging.getLogger(__name__)
-
-# Django's connections follow the async context into sync_to_async threads, so calls
-# must stay thread-sensitive (one database thread per process). The hot path, storing
-# messages, has its own thread and batches instead: see chat.writer.
-database_sync_to_async = _database_sync_to_async
 
 PROTOCOL_VERSION = 1
 CLOSE_INVALID_KEY = 4004
@@ -186,12 +182,12 @@ class FrameConsumer(AsyncWebsocketConsumer):
 # --- visitor ----------------------------------------------------------------------------------
 
 
-@database_sync_to_async
+@db_call
 def _workspace_for_key(key: str):
     return account_selectors.workspace_get_by_key(widget_key=key)
 
 
-@database_sync_to_async
+@db_call
 def _visitor_hello(workspace, scope: dict, frame: dict) -> dict:
     ip = client_ip(scope)
     if blocklist.visitor_is_blocked(workspace.pk, None, ip):  # before any row is written
@@ -220,13 +216,13 @@ def _visitor_hello(workspace, scope: dict, frame: dict) -> dict:
     }
 
 
-@database_sync_to_async
+@db_call
 def _history(conversation_id: int, after_seq: int) -> tuple[list[dict], bool]:
     rows, more = selectors.messages_after(conversation_id=conversation_id, after_seq=after_seq)
     return [frames.message_frame(m) for m in rows], more
 
 
-@database_sync_to_async
+@db_call
 def _visitor_send(visitor, frame: dict):
     message, _ = services.visitor_message_send(
         visitor=visitor,
@@ -238,7 +234,7 @@ def _visitor_send(visitor, frame: dict):
     return message
 
 
-@database_sync_to_async
+@db_call
 def _visitor_leave(visitor, frame: dict):
     message, _ = services.visitor_leave_message(
         visitor=visitor,
@@ -251,14 +247,14 @@ def _visitor_leave(visitor, frame: dict):
     return message
 
 
-@database_sync_to_async
+@db_call
 def _visitor_rate(visitor, frame: dict):
     return ratings.conversation_rate(
         visitor=visitor, rating=frame.get("rating"), comment=frame.get("comment")
     )
 
 
-@database_sync_to_async
+@db_call
 def _visitor_receipt(visitor, seq, read: bool) -> None:
     conversation = selectors.conversation_current_for_visitor(visitor=visitor)
     if conversation is None:
@@ -268,18 +264,18 @@ def _visitor_receipt(visitor, seq, read: bool) -> None:
     )
 
 
-@database_sync_to_async
+@db_call
 def _visitor_last_seq(visitor) -> tuple[int | None, int]:
     conversation = selectors.conversation_current_for_visitor(visitor=visitor)
     return (conversation.pk, conversation.last_seq) if conversation else (None, 0)
 
 
-@database_sync_to_async
+@db_call
 def _visitor_page(visitor, page) -> None:
     services.visitor_page_view(visitor=visitor, page=page)
 
 
-@database_sync_to_async
+@db_call
 def _visitor_handoff(visitor) -> None:
     bot_pipeline.human_requested(visitor=visitor)
 
@@ -578,17 +574,17 @@ class VisitorConsumer(FrameConsumer):
 # --- agent ------------------------------------------------------------------------------------
 
 
-@database_sync_to_async
+@db_call
 def _agent_for_scope(scope: dict):
     return account_selectors.agent_for_user(user=scope.get("user"))
 
 
-@database_sync_to_async
+@db_call
 def _agent_connected(agent, channel_name: str) -> None:
     account_services.agent_connection_open(agent=agent, channel_name=channel_name)
 
 
-@database_sync_to_async
+@db_call
 def _agent_disconnected(agent, channel_name: str) -> None:
     account_services.agent_connection_close(agent=agent, channel_name=channel_name)
 
@@ -603,7 +599,7 @@ def _view_check(agent, view: Any, status: Any) -> tuple[str, str | None]:
     return view, status
 
 
-@database_sync_to_async
+@db_call
 def _agent_list(agent, view: str, status: str | None) -> dict:
     return {
         "view": view,
@@ -616,7 +612,7 @@ def _agent_list(agent, view: str, status: str | None) -> dict:
     }
 
 
-@database_sync_to_async
+@db_call
 def _agent_welcome(agent) -> dict:
     agent.refresh_from_db(fields=["presence", "is_workspace_admin", "display_name"])
     connected = set(
@@ -661,7 +657,7 @@ def _agent_welcome(agent) -> dict:
     }
 
 
-@database_sync_to_async
+@db_call
 def _agent_open(agent, conversation_id, after_seq: int) -> dict:
     conversation = selectors.conversation_get_for_agent(
         agent=agent, conversation_id=conversation_id
@@ -681,7 +677,7 @@ def _agent_open(agent, conversation_id, after_seq: int) -> dict:
     }
 
 
-@database_sync_to_async
+@db_call
 def _agent_receipt(agent, conversation_id, seq, read: bool) -> None:
     conversation = selectors.conversation_get_for_agent(
         agent=agent, conversation_id=conversation_id
@@ -691,12 +687,12 @@ def _agent_receipt(agent, conversation_id, seq, read: bool) -> None:
     services.receipt_record(conversation=conversation, reader=SenderKind.AGENT, seq=seq, read=read)
 
 
-@database_sync_to_async
+@db_call
 def _agent_resolve(agent, conversation_id) -> None:
     services.conversation_resolve(agent=agent, conversation_id=conversation_id)
 
 
-@database_sync_to_async
+@db_call
 def _agent_typing_target(agent, conversation_id) -> int | None:
     conversation = selectors.conversation_get_for_agent(
         agent=agent, conversation_id=conversation_id
@@ -704,7 +700,7 @@ def _agent_typing_target(agent, conversation_id) -> int | None:
     return conversation.visitor_id if conversation else None
 
 
-@database_sync_to_async
+@db_call
 def _agent_suggest(agent, conversation_id, channel_name: str) -> None:
     conversation = selectors.conversation_get_for_agent(
         agent=agent, conversation_id=conversation_id
@@ -715,19 +711,19 @@ def _agent_suggest(agent, conversation_id, channel_name: str) -> None:
     assist_suggest_task.delay(agent.pk, conversation.pk, channel_name)
 
 
-@database_sync_to_async
+@db_call
 def _agent_heartbeat(agent, channel_name: str) -> int:
     account_services.agent_connection_touch(channel_name=channel_name)
     services.workspace_housekeeping(workspace_id=agent.workspace_id)
     return selectors.workspace_last_message_id(workspace_id=agent.workspace_id)
 
 
-@database_sync_to_async
+@db_call
 def _agent_presence(agent, presence) -> None:
     account_services.agent_presence_set(agent=agent, presence=presence)
 
 
-@database_sync_to_async
+@db_call
 def _agent_transfer(agent, frame: dict) -> None:
     services.conversation_transfer(
         agent=agent,
@@ -738,7 +734,7 @@ def _agent_transfer(agent, frame: dict) -> None:
     )
 
 
-@database_sync_to_async
+@db_call
 def _agent_note(agent, frame: dict) -> None:
     services.note_add(
         agent=agent,
@@ -748,7 +744,7 @@ def _agent_note(agent, frame: dict) -> None:
     )
 
 
-@database_sync_to_async
+@db_call
 def _agent_status(agent, frame: dict) -> None:
     services.conversation_status_set(
         agent=agent,
@@ -758,12 +754,12 @@ def _agent_status(agent, frame: dict) -> None:
     )
 
 
-@database_sync_to_async
+@db_call
 def _agent_search(agent, q) -> list[dict]:
     return search.conversation_search(agent=agent, q=q)
 
 
-@database_sync_to_async
+@db_call
 def _agent_block(agent, frame: dict) -> dict:
     entry, created = blocklist.visitor_block(
         agent=agent,
@@ -780,7 +776,7 @@ def _agent_block(agent, frame: dict) -> dict:
     }
 
 
-@database_sync_to_async
+@db_call
 def _agent_labels(agent, frame: dict) -> None:
     labels.conversation_labels_set(
         agent=agent,

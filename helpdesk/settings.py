@@ -242,6 +242,8 @@ HELPDESK_MAX_MESSAGE_CHARS = env.int("HELPDESK_MAX_MESSAGE_CHARS", default=5000)
 HELPDESK_MAX_FRAME_BYTES = env.int("HELPDESK_MAX_FRAME_BYTES", default=64 * 1024)
 HELPDESK_HISTORY_LIMIT = 200
 # An agent socket not heard from for this long no longer counts as online.
+# Threads per process for the sockets' database calls (chat.db); SQLite has one writer.
+HELPDESK_DB_THREADS = env.int("HELPDESK_DB_THREADS", default=1 if EMBEDDED else 4)
 HELPDESK_AGENT_STALE_SECONDS = env.int("HELPDESK_AGENT_STALE_SECONDS", default=75)
 # Dotted path to the class used by the "custom" routing strategy (docs/routing.md).
 HELPDESK_ROUTING_CUSTOM_STRATEGY = env.str("HELPDESK_ROUTING_CUSTOM_STRATEGY", default="")

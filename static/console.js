@@ -1104,6 +1104,7 @@
     if (state.currentId !== id) {
       stopTyping();
       hideSuggestion();
+      if (!dom.blockForm.hidden) showBlockForm(false);
       state.currentId = id;
       nodeCache.clear();
       stickToBottom = true;
@@ -1135,6 +1136,7 @@
 
   function deselect() {
     stopTyping();
+    if (!dom.blockForm.hidden) showBlockForm(false);
     state.currentId = null;
     nodeCache.clear();
     try {
@@ -1197,26 +1199,18 @@
     }
   }
 
-  /* A timeline line for the events of this part (rating, blocked); null for others. */
-  function eventSummary(ev) {
-    if (!ev) return null;
-    if (ev.kind === "rating" && ev.data) {
-      return t("event_rating", { rating: ev.data.rating }) + (ev.text ? ": " + ev.text : "");
-    }
-    if (ev.kind === "blocked") {
-      return t("event_blocked", { name: (ev.actor && ev.actor.name) || t("system") }) + (ev.text ? ": " + ev.text : "");
-    }
-    return null;
-  }
-  window.helpdeskEventSummary = eventSummary;
-
+  /* The block form belongs to the conversation it was opened for: it closes (and is reset)
+   * when the agent opens another one, and its submit names that conversation. */
   function showBlockForm(open) {
     dom.blockForm.hidden = !open;
     dom.block.setAttribute("aria-expanded", open ? "true" : "false");
+    dom.blockScope.value = "visitor";
+    dom.blockReason.value = "";
     if (open) {
-      dom.blockScope.value = "visitor";
-      dom.blockReason.value = "";
+      dom.blockForm.dataset.conversationId = String(state.currentId);
       dom.blockReason.focus();
+    } else {
+      delete dom.blockForm.dataset.conversationId;
     }
   }
   dom.block.addEventListener("click", function () {
@@ -1228,7 +1222,10 @@
   dom.blockForm.addEventListener("submit", function (event) {
     event.preventDefault();
     var id = state.currentId;
-    if (id === null) return;
+    if (id === null || dom.blockForm.dataset.conversationId !== String(id)) {
+      showBlockForm(false);
+      return;
+    }
     var frame = { type: "block", conversation_id: id, scope: dom.blockScope.value };
     var reason = dom.blockReason.value.trim();
     if (reason) frame.reason = reason;
@@ -2571,10 +2568,18 @@
         (Array.isArray(data.removed) ? data.removed : []).forEach(function (n) { changes.push("\u2212" + n); });
         return t("event_labels", { actor: actor, changes: changes.join(", ") });
       }
-      default: {
-        var other = eventSummary(ev); // rating, blocked
-        return other !== null ? other : String(ev.kind || "");
+      case "note":
+        return t("note_private");
+      case "rating": {
+        var stars = typeof data.rating === "number" ? data.rating : "?";
+        if (ev.text) return t("event_rating_comment", { rating: stars, comment: ev.text });
+        return t(typeof data.previous === "number" ? "event_rating_changed" : "event_rating", { rating: stars });
       }
+      case "blocked":
+        if (data.scope === "ip" && data.ip_network) return t("event_blocked_ip", { name: actor, network: data.ip_network });
+        return t("event_blocked", { name: actor });
+      default:
+        return String(ev.kind || "");
     }
   }
 
@@ -2601,7 +2606,7 @@
     line.appendChild(el("span", { className: "tl-event-text" }, eventText(ev)));
     line.appendChild(time);
     node.appendChild(line);
-    if (ev.kind === "transferred" && ev.text) {
+    if ((ev.kind === "transferred" || ev.kind === "blocked") && ev.text) { // the agent's note or reason
       var quote = el("div", { className: "tl-event-note", "data-testid": "timeline-event-note" });
       appendText(quote, ev.text);
       node.appendChild(quote);

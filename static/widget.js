@@ -410,7 +410,7 @@ textarea,input{font-size:16px}
     rating = 0;
     starBtns.forEach((b) => b.setAttribute("aria-pressed", "false"));
     rateComment.value = "";
-    for (const e of [stars, rateComment, rateBtn]) e.classList.remove("hide");
+    for (const e of [rateText, stars, rateComment, rateBtn]) e.classList.remove("hide");
     rateThanks.classList.add("hide");
     rateBtn.disabled = true;
   }
@@ -420,7 +420,7 @@ textarea,input{font-size:16px}
     if (send({ type: "rate", rating, comment: comment || undefined })) rateBtn.disabled = true;
   });
   function rated() {
-    for (const e of [stars, rateComment, rateBtn]) e.classList.add("hide");
+    for (const e of [rateText, stars, rateComment, rateBtn]) e.classList.add("hide");
     rateThanks.classList.remove("hide");
   }
 
