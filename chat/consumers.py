@@ -223,18 +223,6 @@ def _history(conversation_id: int, after_seq: int) -> tuple[list[dict], bool]:
 
 
 @db_call
-def _visitor_send(visitor, frame: dict):
-    message, _ = services.visitor_message_send(
-        visitor=visitor,
-        client_id=frame.get("client_id"),
-        text=frame.get("text"),
-        attachment_id=frame.get("attachment_id"),
-        department_id=frame.get("department"),
-    )
-    return message
-
-
-@db_call
 def _visitor_leave(visitor, frame: dict):
     message, _ = services.visitor_leave_message(
         visitor=visitor,
@@ -451,9 +439,8 @@ class VisitorConsumer(FrameConsumer):
             text=frame.get("text"),
             attachment_id=frame.get("attachment_id"),
         )
-        if self.conversation_id is None:  # the first message opens the conversation
-            await self._ack(await _visitor_send(self.visitor, frame))
-            return
+        # Through the writer, the first message too: without a conversation id the batch
+        # finds or opens the visitor's conversation (chat.message_store).
         message = await self.store_message(
             NewMessage(
                 conversation_id=self.conversation_id,
@@ -463,6 +450,7 @@ class VisitorConsumer(FrameConsumer):
                 text=text,
                 attachment_id=frame.get("attachment_id"),
                 visitor_id=self.visitor.pk,
+                department_id=frame.get("department") if self.conversation_id is None else None,
             )
         )
         await self._ack(message)

@@ -19,14 +19,14 @@ Invariants:
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from accounts.models import AgentProfile
+from accounts.models import AgentProfile, Team
 
 from . import frames, routing
 from .autoreply import auto_reply_enqueue_on_commit
@@ -38,6 +38,7 @@ from .models import (
     EventKind,
     Message,
     SenderKind,
+    Visitor,
 )
 from .realtime import (
     agent_group,
@@ -56,7 +57,9 @@ log = logging.getLogger(__name__)
 class NewMessage:
     """One send, already validated for shape (client id, text length)."""
 
-    conversation_id: int
+    # None: a visitor's message into their current conversation, opening one if they have
+    # none (see _conversations_open).
+    conversation_id: int | None
     workspace_id: int | None  # the sender's; a conversation elsewhere is "not found".
     # None only for the server's own messages (bot, system).
     sender_kind: str
@@ -65,6 +68,7 @@ class NewMessage:
     attachment_id: Any = None
     visitor_id: int | None = None  # who sends, for visitor messages
     agent_id: int | None = None  # who sends, for agent messages
+    department_id: Any = None  # the widget's department choice (chat.departments)
 
 
 @dataclass
@@ -193,6 +197,69 @@ def agent_side_groups(conversation: Conversation) -> list[str]:
     return [first, conversation_group(conversation.pk)]
 
 
+def _conversations_open(
+    items: list[NewMessage],
+) -> tuple[list[NewMessage], dict[int, ChatError], set[int]]:
+    """Give visitor items without a conversation their current one, opening one for each
+    visitor who has none. A fixed number of queries per batch: lock the visitors (so two
+    tabs, or two processes, never open two conversations), read their latest
+    conversations, check the departments, insert the new conversations.
+
+    Returns the items with conversation ids, errors by item index, and the ids of the
+    conversations opened here.
+    """
+    errors: dict[int, ChatError] = {}
+    opening = [(n, i) for n, i in enumerate(items) if i.conversation_id is None]
+    if not opening:
+        return items, errors, set()
+    visitor_ids = sorted({i.visitor_id for _n, i in opening})
+    visitors = {
+        v.pk: v
+        for v in Visitor.objects.select_for_update()
+        .filter(pk__in=visitor_ids)
+        .order_by("pk")
+        .only("pk", "workspace_id")
+    }
+    current: dict[int, int] = {}
+    for visitor_id, pk in (
+        Conversation.objects.filter(visitor_id__in=visitor_ids)
+        .order_by("visitor_id", "created_at", "pk")
+        .values_list("visitor_id", "pk")
+    ):
+        current[visitor_id] = pk  # the latest wins
+    wanted = {i.department_id for _n, i in opening if i.department_id is not None}
+    departments = dict(
+        Team.objects.filter(
+            pk__in=[d for d in wanted if isinstance(d, int) and not isinstance(d, bool)],
+            is_department=True,
+        ).values_list("pk", "workspace_id")
+    )
+    new: dict[int, Conversation] = {}
+    for n, item in opening:
+        visitor = visitors.get(item.visitor_id)
+        if visitor is None or visitor.workspace_id != item.workspace_id:
+            errors[n] = ChatError("not_found", "No such visitor.")
+            continue
+        department = item.department_id
+        if department is not None and departments.get(department) != visitor.workspace_id:
+            errors[n] = ChatError("invalid_department", "No such department.")
+            continue
+        if visitor.pk not in current and visitor.pk not in new:
+            new[visitor.pk] = Conversation(
+                workspace_id=visitor.workspace_id, visitor_id=visitor.pk, team_id=department
+            )
+    opened = set()
+    if new:
+        for conversation in Conversation.objects.bulk_create(new.values()):
+            current[conversation.visitor_id] = conversation.pk
+            opened.add(conversation.pk)
+    out = list(items)
+    for n, item in opening:
+        if n not in errors:
+            out[n] = replace(item, conversation_id=current[item.visitor_id])
+    return out, errors, opened
+
+
 def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     """Store ``items`` (in order); return a result per item and the events to send.
 
@@ -200,7 +267,8 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("messages_store must run inside transaction.atomic")
-    conversation_ids = sorted({i.conversation_id for i in items})
+    items, open_errors, opened = _conversations_open(items)
+    conversation_ids = sorted({i.conversation_id for i in items if i.conversation_id})
     conversations = {
         c.pk: c
         for c in Conversation.objects.select_for_update(of=("self",))
@@ -223,7 +291,10 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     touched: dict[int, _Touched] = {}
     claimed: set[int] = set()
     nobody_free: set[int] = set()
-    for item in items:
+    for n, item in enumerate(items):
+        if n in open_errors:
+            results.append(Stored(error=open_errors[n]))
+            continue
         conversation = conversations.get(item.conversation_id)
         if conversation is None or item.workspace_id not in (None, conversation.workspace_id):
             results.append(
@@ -276,6 +347,9 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
         stored[(conversation.pk, item.client_id)] = message
         results.append(Stored(message=message, created=True))
 
+    unused = opened - {m.conversation_id for m in new}
+    if unused:  # its first message was refused: as if nothing had been sent
+        Conversation.objects.filter(pk__in=unused).delete()
     if not new:
         return results, []
     Message.objects.bulk_create(new)

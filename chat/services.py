@@ -29,7 +29,6 @@ from accounts.selectors import agents_available
 
 from . import frames, routing
 from .blocklist import visitor_is_blocked
-from .departments import department_clean
 from .errors import ChatError
 from .message_store import NewMessage, agent_side_groups, messages_store
 from .models import (
@@ -50,7 +49,6 @@ from .realtime import (
     workspace_agents_group,
 )
 from .selectors import (
-    conversation_current_for_visitor,
     conversation_get_for_agent,
     visitor_get_by_token,
 )
@@ -194,13 +192,14 @@ def _clean_text(text: Any, *, required: bool) -> str:
 
 def _message_store(
     *,
-    conversation_id: int,
+    conversation_id: int | None,
     sender_kind: str,
     client_id: str,
     text: str,
     attachment_id: Any = None,
     visitor: Visitor | None = None,
     agent: AgentProfile | None = None,
+    department_id: Any = None,
 ) -> tuple[Message, bool]:
     """Store one message (a batch of one) and broadcast it on commit.
 
@@ -219,6 +218,7 @@ def _message_store(
                 attachment_id=attachment_id,
                 visitor_id=visitor.pk if visitor else None,
                 agent_id=agent.pk if agent else None,
+                department_id=department_id,
             )
         ]
     )
@@ -255,28 +255,19 @@ def visitor_message_send(
     """
     client_id = _clean_client_id(client_id)
     text = _clean_text(text, required=not attachment_id)
-    department = department_clean(workspace_id=visitor.workspace_id, department_id=department_id)
     if visitor_is_blocked(visitor.workspace_id, visitor.pk, visitor.ip_address):
         raise ChatError("blocked", "You cannot use this chat.")
-    with transaction.atomic():
-        conversation = conversation_current_for_visitor(visitor=visitor)
-        if conversation is None:
-            # Serialise a visitor's first messages (two tabs) so only one conversation opens.
-            Visitor.objects.select_for_update().filter(pk=visitor.pk).first()
-            conversation = conversation_current_for_visitor(visitor=visitor)
-            if conversation is None:
-                conversation = Conversation.objects.create(
-                    workspace_id=visitor.workspace_id, visitor=visitor, team=department
-                )
-        message, created = _store_retrying_once(
-            conversation_id=conversation.pk,
-            sender_kind=SenderKind.VISITOR,
-            client_id=client_id,
-            text=text,
-            attachment_id=attachment_id,
-            visitor=visitor,
-        )
-        return message, created
+    # conversation_id None: chat.message_store finds (or opens) the visitor's conversation
+    # under the visitor's row lock, the same way the socket's batched path does.
+    return _store_retrying_once(
+        conversation_id=None,
+        sender_kind=SenderKind.VISITOR,
+        client_id=client_id,
+        text=text,
+        attachment_id=attachment_id,
+        visitor=visitor,
+        department_id=department_id,
+    )
 
 
 def agent_message_send(

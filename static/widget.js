@@ -213,7 +213,7 @@ textarea:focus,input:focus{border-color:var(--c);box-shadow:0 0 0 3px color-mix(
 .star[aria-pressed=true]{background:var(--c);border-color:var(--c);color:var(--t)}
 .rate textarea{resize:vertical;min-height:56px}
 .dep{flex:none;padding:8px 12px 0;background:#fff;border-top:1px solid #eceef3;display:flex;flex-direction:column;gap:4px}
-.dep label{font-size:12px;color:#6b7280}
+.dep label{font-size:12px;color:#6b7280;display:flex;flex-direction:column;gap:4px}
 .qpos{flex:none;padding:8px 14px;background:#fef3c7;color:#78350f;font-size:13px;font-weight:600;text-align:center;border-bottom:1px solid #fde68a}
 .agl{font-size:12px;opacity:.92;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .dep select{display:block;width:100%;height:36px;border:1px solid #e2e5ec;border-radius:10px;background:#fff;padding:0 8px;font-size:14px;color:#111827}
@@ -319,8 +319,9 @@ textarea,input{font-size:16px}
   // Pre-chat department choice (welcome.departments), until the conversation exists.
   const depRow = h("div", "dep hide");
   const depLabel = h("label");
+  const depText = h("span");
   const depSel = attr(h("select"), { "data-testid": "widget-department" });
-  depLabel.append(depSel);
+  depLabel.append(depText, depSel);
   depRow.append(depLabel);
   panel.append(head, qpos, list, typing, notice, ratePane, depRow, offPane, sugg, hrow, comp);
   wrap.append(panel, launcher);
@@ -352,6 +353,7 @@ textarea,input{font-size:16px}
     rateComment.setAttribute("aria-label", S.rate_comment);
     rateBtn.textContent = S.rate_submit;
     rateThanks.textContent = S.rate_thanks;
+    depText.textContent = S.department;
     depSel.setAttribute("aria-label", S.department);
     fillDepartments();
     const cfg = store.cfg || {};

@@ -3,8 +3,8 @@
 import pytest
 from django.db import transaction
 
-from accounts.tests.factories import AgentFactory
-from chat.message_store import NewMessage, messages_store
+from accounts.tests.factories import AgentFactory, WorkspaceFactory
+from chat.message_store import NewMessage, _conversations_open, messages_store
 from chat.models import Conversation, Message, SenderKind
 from chat.tests.factories import ConversationFactory
 
@@ -99,3 +99,61 @@ def test_a_refused_item_writes_nothing_and_spares_the_others(workspace, conversa
 def test_messages_store_refuses_to_run_outside_a_transaction(conversations):
     with pytest.raises(RuntimeError):
         messages_store([visitor_item(conversations[0], "a")])
+
+
+def test_first_messages_open_conversations_in_one_batch(db, django_assert_num_queries):
+    """Visitors without a conversation: the batch opens one each (one per visitor even
+    with two items), with a fixed number of queries; a refused first message opens none."""
+    from accounts.models import Team
+    from chat.models import Conversation
+    from chat.tests.factories import VisitorFactory
+
+    workspace = WorkspaceFactory(routing_sticky=False)
+    visitors = [VisitorFactory(workspace=workspace) for _ in range(4)]
+    sales = Team.objects.create(workspace=workspace, name="Sales", is_department=True)
+    support = Team.objects.create(workspace=workspace, name="Support")  # not a department
+
+    def item(visitor, client_id, **kwargs):
+        return NewMessage(
+            conversation_id=None,
+            workspace_id=workspace.pk,
+            sender_kind=SenderKind.VISITOR,
+            client_id=client_id,
+            text=kwargs.pop("text", "hello"),
+            visitor_id=visitor.pk,
+            **kwargs,
+        )
+
+    items = [
+        item(visitors[0], "a", department_id=sales.pk),
+        item(visitors[0], "b"),  # a second tab: the same new conversation
+        item(visitors[1], "c"),
+        item(visitors[2], "d", department_id=support.pk),  # refused
+        item(visitors[3], "e", attachment_id="not-a-uuid"),  # refused
+    ]
+    with transaction.atomic():
+        results, _ = messages_store(items)
+    assert [r.error.code if r.error else None for r in results] == [
+        None,
+        None,
+        None,
+        "invalid_department",
+        "invalid_attachment",
+    ]
+    first, second = results[0].message, results[1].message
+    assert first.conversation_id == second.conversation_id
+    assert (first.seq, second.seq) == (1, 2)
+    assert Conversation.objects.get(pk=first.conversation_id).team == sales
+    assert set(Conversation.objects.values_list("visitor_id", flat=True)) == {
+        visitors[0].pk,
+        visitors[1].pk,
+    }
+    # Opening costs the same whatever the number of visitors: lock them, read their
+    # conversations, check departments, insert (+2 for the test's savepoint). Routing
+    # each new conversation is per conversation (chat.routing).
+    more = [VisitorFactory(workspace=workspace) for _ in range(6)]
+    for batch in (more[:1], more[1:]):
+        with django_assert_num_queries(6), transaction.atomic():
+            _conversations_open(
+                [item(v, f"m{n}", department_id=sales.pk) for n, v in enumerate(batch)]
+            )

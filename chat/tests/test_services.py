@@ -628,9 +628,11 @@ def test_query_count_visitor_message_in_an_assigned_conversation(
 ):
     connect(agent)
     send(visitor, "first")
-    # 4 savepoints, the current conversation, then the batch: lock, look up client ids,
-    # insert, update, load the touched conversations' labels (for the list rows).
-    with django_assert_num_queries(10):
+    # 2 savepoints; the batch: lock the visitor and find their conversation (a caller
+    # without a conversation id), lock it, look up client ids, insert, update, load the
+    # touched conversations' labels (for the list rows). The socket's path knows the
+    # conversation and skips the first two.
+    with django_assert_num_queries(9):
         send(visitor, "second")
 
 
@@ -640,17 +642,17 @@ def test_query_count_first_visitor_message_does_not_grow_with_agents(
     for _ in range(5):
         connect(AgentFactory(workspace=workspace))
     visitor = VisitorFactory(workspace=workspace)
-    # Opening and routing: the blocklist (cached 5 s after this), the visitor lock, the
-    # conversation insert, routing rules, the workspace's routing lock, candidates with
-    # their loads (one query, whatever their number), sticky's previous agent, the
-    # assignment, the agent's turn, the timeline event, the automatic-reply rules
-    # (cached 30 s after this), and the batch.
-    with django_assert_num_queries(22):
+    # Opening and routing: the blocklist (cached 5 s after this), the visitor lock, their
+    # conversations, the conversation insert, routing rules, the workspace's routing lock,
+    # candidates with their loads (one query, whatever their number), sticky's previous
+    # agent, the assignment, the agent's turn, the timeline event, the automatic-reply
+    # rules (cached 30 s after this), and the batch.
+    with django_assert_num_queries(19):
         send(visitor, "first")
     other = VisitorFactory(workspace=workspace)
     for _ in range(5):
         connect(AgentFactory(workspace=workspace))
-    with django_assert_num_queries(20):  # the same, with the two caches warm
+    with django_assert_num_queries(17):  # the same, with the two caches warm
         send(other, "first")
 
 
@@ -658,7 +660,7 @@ def test_query_count_unassigned_while_nobody_is_online(visitor, django_assert_nu
     send(visitor, "first")  # queued: nobody is online
     # A queued conversation waits for the queue's drain: its messages never look for an
     # agent themselves.
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         send(visitor, "second")
 
 
@@ -676,7 +678,7 @@ def test_query_count_retry_is_cheaper(visitor, agent, django_assert_num_queries)
     reply(agent, conversation, client_id="a1")
     with django_assert_num_queries(8):  # 7 + loading the batch's agents
         reply(agent, conversation, client_id="a1")
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(6):
         send(visitor, "first", client_id="v1")
 
 
