@@ -254,8 +254,7 @@ def _visitor_receipt(visitor, seq, read: bool) -> None:
 
 @db_call
 def _visitor_last_seq(visitor) -> tuple[int | None, int]:
-    conversation = selectors.conversation_current_for_visitor(visitor=visitor)
-    return (conversation.pk, conversation.last_seq) if conversation else (None, 0)
+    return selectors.conversation_seq_for_visitor(visitor=visitor)
 
 
 @db_call

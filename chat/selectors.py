@@ -38,6 +38,18 @@ def conversation_current_for_visitor(*, visitor: Visitor) -> Conversation | None
     )
 
 
+def conversation_seq_for_visitor(*, visitor: Visitor) -> tuple[int | None, int]:
+    """(id, last_seq) of the visitor's latest conversation, or (None, 0): the heartbeat's
+    one small query (no join, no model instance)."""
+    row = (
+        Conversation.objects.filter(visitor=visitor)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", "last_seq")
+        .first()
+    )
+    return row if row else (None, 0)
+
+
 def conversation_get_for_agent(*, agent: AgentProfile, conversation_id) -> Conversation | None:
     """The conversation if it belongs to the agent's workspace, else None."""
     try:
