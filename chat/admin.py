@@ -145,7 +145,26 @@ class _OwnWorkspaceRowsMixin:
         super().save_model(request, obj, form, change)
 
 
-class CannedReplyForm(forms.ModelForm):
+class _SameWorkspaceForm(forms.ModelForm):
+    """Rows that name an agent or visitor must name one of their own workspace."""
+
+    # field -> the error when it belongs to another workspace
+    same_workspace: dict[str, str] = {}
+
+    def clean(self):
+        data = super().clean()
+        workspace = data.get("workspace")
+        for name, message in self.same_workspace.items():
+            related = data.get(name)
+            if related is not None and workspace is not None:
+                if related.workspace_id != workspace.pk:
+                    self.add_error(name, message)
+        return data
+
+
+class CannedReplyForm(_SameWorkspaceForm):
+    same_workspace = {"agent": _("This agent works in another workspace.")}
+
     class Meta:
         model = CannedReply
         fields = ["workspace", "agent", "shortcut", "text"]
@@ -165,13 +184,6 @@ class CannedReplyForm(forms.ModelForm):
                 }
             )
         return text
-
-    def clean(self):
-        data = super().clean()
-        agent, workspace = data.get("agent"), data.get("workspace")
-        if agent is not None and workspace is not None and agent.workspace_id != workspace.pk:
-            self.add_error("agent", _("This agent works in another workspace."))
-        return data
 
 
 @gis_admin.register(CannedReply)
@@ -232,7 +244,9 @@ class AutoReplyRuleAdmin(_OwnWorkspaceRowsMixin, WorkspaceScopedAdmin):
 # --- blocklist --------------------------------------------------------------------------------
 
 
-class BlockEntryForm(forms.ModelForm):
+class BlockEntryForm(_SameWorkspaceForm):
+    same_workspace = {"visitor": _("This visitor belongs to another workspace.")}
+
     class Meta:
         model = BlockEntry
         fields = ["workspace", "visitor", "ip_network", "reason"]
@@ -245,13 +259,6 @@ class BlockEntryForm(forms.ModelForm):
         if network is None:  # the model's validator says so too; keep one message
             return value
         return str(network)
-
-    def clean(self):
-        data = super().clean()
-        visitor, workspace = data.get("visitor"), data.get("workspace")
-        if visitor is not None and workspace is not None and visitor.workspace_id != workspace.pk:
-            self.add_error("visitor", _("This visitor belongs to another workspace."))
-        return data
 
 
 @gis_admin.register(BlockEntry)
