@@ -1105,6 +1105,9 @@
       stopTyping();
       hideSuggestion();
       if (!dom.blockForm.hidden) showBlockForm(false);
+      // Forms that act on "the open conversation" close when another one opens.
+      if (dayDom && !dayDom.transferDialog.hidden) showTransfer(false);
+      if (dayDom && !dayDom.snoozeForm.hidden) showSnooze(false);
       state.currentId = id;
       nodeCache.clear();
       stickToBottom = true;
