@@ -730,7 +730,7 @@ def parse_args():
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy profiles of our servers during the chat scenario",
+        help="py-spy profiles of our servers during the connection ramp and the chat scenario",
     )
     parser.add_argument("--pg-host", default="127.0.0.1")
     parser.add_argument("--pg-port", type=int, default=5432)
@@ -868,11 +868,13 @@ def main() -> int:
         if "connections" in wanted:
             log(f"ours: connections ({profile['connections']['target']})")
             sc["connections"] = connections(target, profile["connections"])
+            if profiler:
+                result.setdefault("profiles", {}).update(profiler.collect())
         if "chat" in wanted:
             log("ours: chat")
             sc["chat"] = chat(target, profile["chat"], f"{run_id}c-")
             if profiler:
-                result["profiles"] = profiler.collect()
+                result.setdefault("profiles", {}).update(profiler.collect())
         if "files" in wanted:
             log("ours: files")
             sc["files"] = files(target, profile["files"], f"{run_id}f-")

@@ -207,6 +207,8 @@ def connections(target: Target, p: dict) -> dict:
         time.sleep(0.3)  # the workers' own start-up is not the server's cost
         rss0 = target.probe.rss_kb()
         meter = Meter(target.probe, Probe(lg.pids))
+        if target.on_load:
+            target.on_load("connections", min(p["ramp_deadline"], 20))
         ramp = _connect(lg, list(range(n)), heartbeat=p["heartbeat"], p=p)
         ramp_s = ramp["finished"] - ramp["started"]
         ramp_cpu = meter.read()
