@@ -60,3 +60,13 @@ def _close_db_pools_before_teardown(django_db_setup, django_db_blocker):
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
             conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_widget_cache():
+    """Each test starts without the previous test's cached workspaces: their rows were
+    rolled back without a save signal (chat.widget_cache)."""
+    from chat import widget_cache
+
+    widget_cache.clear()
+    yield

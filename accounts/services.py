@@ -13,7 +13,10 @@ from .selectors import agent_is_connected, fresh_since, workspace_has_agents_onl
 
 
 def _announce_availability_change(*, workspace_id: int, before: bool) -> None:
+    from chat.widget_cache import agents_online_heard  # chat imports accounts
+
     after = workspace_has_agents_online(workspace_id=workspace_id)
+    transaction.on_commit(lambda: agents_online_heard(workspace_id, after))
     if after != before:
         broadcast_on_commit(
             workspace_visitors_group(workspace_id),

@@ -20,15 +20,24 @@ from django.utils import timezone
 
 from accounts import selectors as account_selectors
 from accounts import services as account_services
-from accounts.hours import schedule_for
 from accounts.models import AgentConnection, Team
 from knowledge import pipeline as bot_pipeline
 from knowledge.tasks import assist_suggest_task
 
-from . import blocklist, frames, labels, ratings, routing, search, selectors, services
+from . import (
+    blocklist,
+    frames,
+    labels,
+    ratings,
+    routing,
+    search,
+    selectors,
+    services,
+    widget_cache,
+)
+from .batching import BatchedLookup
 from .canned import canned_for_agent, canned_frame
 from .db import db_call
-from .departments import department_list
 from .errors import ChatError
 from .message_store import NewMessage
 from .models import ConversationStatus, SenderKind
@@ -184,7 +193,7 @@ class FrameConsumer(AsyncWebsocketConsumer):
 
 @db_call
 def _workspace_for_key(key: str):
-    return account_selectors.workspace_get_by_key(widget_key=key)
+    return widget_cache.workspace_for_key(key)
 
 
 @db_call
@@ -192,7 +201,7 @@ def _visitor_hello(workspace, scope: dict, frame: dict) -> dict:
     ip = client_ip(scope)
     if blocklist.visitor_is_blocked(workspace.pk, None, ip):  # before any row is written
         return {"blocked": True}
-    visitor, token = services.visitor_identify(
+    visitor, token, created = services.visitor_identify(
         workspace=workspace,
         public_id=frame.get("visitor_id"),
         token=frame.get("visitor_token"),
@@ -203,16 +212,18 @@ def _visitor_hello(workspace, scope: dict, frame: dict) -> dict:
     )
     if blocklist.visitor_is_blocked(workspace.pk, visitor.pk, None):
         return {"blocked": True}
-    conversation = selectors.conversation_current_for_visitor(visitor=visitor)
+    # A visitor made just now has no conversation yet.
+    conversation = None if created else selectors.conversation_current_for_visitor(visitor=visitor)
+    schedule, departments = widget_cache.workspace_hours_and_departments(workspace)
     return {
         "blocked": False,
-        "schedule": schedule_for(workspace),
-        "departments": department_list(workspace=workspace),
+        "schedule": schedule,
+        "departments": departments,
         "visitor": visitor,
         "token": token,
         "conversation": conversation,
         "queue_position": routing.queue_position(conversation) if conversation else None,
-        "agents_online": account_selectors.workspace_has_agents_online(workspace_id=workspace.pk),
+        "agents_online": widget_cache.agents_online(workspace.pk),
     }
 
 
@@ -252,9 +263,12 @@ def _visitor_receipt(visitor, seq, read: bool) -> None:
     )
 
 
-@db_call
-def _visitor_last_seq(visitor) -> tuple[int | None, int]:
-    return selectors.conversation_seq_for_visitor(visitor=visitor)
+# Every widget's heartbeat asks this; the sockets of a process share one query per batch.
+_conversation_seq = BatchedLookup(selectors.conversation_seqs_for_visitors, default=(None, 0))
+
+
+async def _visitor_last_seq(visitor) -> tuple[int | None, int]:
+    return await _conversation_seq(visitor.pk)
 
 
 @db_call
@@ -537,6 +551,7 @@ class VisitorConsumer(FrameConsumer):
 
     async def workspace_availability(self, event: dict) -> None:
         self.agents_online = event["agents_online"]
+        widget_cache.agents_online_heard(self.workspace.pk, self.agents_online)
         if not self.hello_done:
             return  # welcome carries it
         availability = self._availability()

@@ -42,12 +42,17 @@ def _call(fn: Callable[..., T], args, kwargs) -> T:
         close_old_connections()  # back to the pool: CONN_MAX_AGE is 0
 
 
+async def run_db(fn: Callable[..., T], *args, **kwargs) -> T:
+    """Await ``fn(*args, **kwargs)`` run on one of the sockets' database threads."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), _call, fn, args, kwargs)
+
+
 def db_call(fn: Callable[..., T]) -> Callable[..., Any]:
     """Decorate a sync function that uses the ORM; await it from a consumer."""
 
     @functools.wraps(fn)
     async def wrapper(*args, **kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_pool(), _call, fn, args, kwargs)
+        return await run_db(fn, *args, **kwargs)
 
     return wrapper

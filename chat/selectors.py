@@ -39,15 +39,22 @@ def conversation_current_for_visitor(*, visitor: Visitor) -> Conversation | None
 
 
 def conversation_seq_for_visitor(*, visitor: Visitor) -> tuple[int | None, int]:
-    """(id, last_seq) of the visitor's latest conversation, or (None, 0): the heartbeat's
-    one small query (no join, no model instance)."""
-    row = (
-        Conversation.objects.filter(visitor=visitor)
-        .order_by("-created_at", "-pk")
-        .values_list("pk", "last_seq")
-        .first()
-    )
-    return row if row else (None, 0)
+    """(id, last_seq) of the visitor's latest conversation, or (None, 0)."""
+    return conversation_seqs_for_visitors([visitor.pk]).get(visitor.pk, (None, 0))
+
+
+def conversation_seqs_for_visitors(visitor_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{visitor id: (id, last_seq) of its latest conversation} for the visitors that have
+    one: the heartbeats' one small query for a whole batch of sockets (no join, no model
+    instance; a visitor has few conversations, so all are read and the latest kept)."""
+    latest: dict[int, tuple[int, int]] = {}
+    for visitor_id, pk, last_seq in (
+        Conversation.objects.filter(visitor_id__in=visitor_ids)
+        .order_by("visitor_id", "created_at", "pk")
+        .values_list("visitor_id", "pk", "last_seq")
+    ):
+        latest[visitor_id] = (pk, last_seq)  # ascending: the last one read wins
+    return latest
 
 
 def conversation_get_for_agent(*, agent: AgentProfile, conversation_id) -> Conversation | None:

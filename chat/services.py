@@ -96,13 +96,14 @@ def visitor_identify(
     user_agent: str,
     language: Any = "",
     page: dict | None = None,
-) -> tuple[Visitor, str]:
+) -> tuple[Visitor, str, bool]:
     """Find the visitor the browser claims to be (if the token proves it) or make a new one.
 
     Records the connection's address, browser and place, and the page being viewed.
-    Returns the visitor and its token.
+    Returns the visitor, its token, and whether it was made now.
     """
     visitor = visitor_get_by_token(workspace=workspace, public_id=public_id, token=token)
+    created = visitor is None
 
     now = timezone.now()
     page = page if isinstance(page, dict) else {}
@@ -134,7 +135,7 @@ def visitor_identify(
             PageView.objects.create(
                 workspace=workspace, visitor=visitor, url=url, title=title, referrer=referrer
             )
-    return visitor, visitor_token(visitor=visitor)
+    return visitor, visitor_token(visitor=visitor), created
 
 
 def visitor_page_view(*, visitor: Visitor, page: Any) -> None:

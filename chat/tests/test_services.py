@@ -691,7 +691,7 @@ def test_visitor_identify_makes_a_visitor_and_recognises_it_by_token(workspace):
         "(KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1"
     )
     page = {"url": "https://shop.example.com/p", "title": "P\x00age\n1", "referrer": "javascript:x"}
-    visitor, token = services.visitor_identify(
+    visitor, token, created = services.visitor_identify(
         workspace=workspace,
         public_id=None,
         token=None,
@@ -712,26 +712,27 @@ def test_visitor_identify_makes_a_visitor_and_recognises_it_by_token(workspace):
         "",
     )
     assert PageView.objects.filter(visitor=visitor).count() == 1
+    assert created
 
-    same, same_token = services.visitor_identify(
+    same, same_token, created_again = services.visitor_identify(
         workspace=workspace,
         public_id=str(visitor.public_id),
         token=token,
         ip="175.16.199.1",
         user_agent=ua,
     )
-    assert same.pk == visitor.pk and same_token == token
+    assert same.pk == visitor.pk and same_token == token and not created_again
     assert (same.country_code, same.city) == ("CN", "Changchun")  # moved: located again
 
-    forged, _ = services.visitor_identify(
+    forged, _, forged_created = services.visitor_identify(
         workspace=workspace,
         public_id=str(visitor.public_id),
         token=token + "x",
         ip=None,
         user_agent="",
     )
-    assert forged.pk != visitor.pk
-    elsewhere, _ = services.visitor_identify(
+    assert forged.pk != visitor.pk and forged_created
+    elsewhere, _, _ = services.visitor_identify(
         workspace=WorkspaceFactory(),
         public_id=str(visitor.public_id),
         token=token,
