@@ -33,7 +33,10 @@ class _LoopState:
 
 
 class BatchedLookup(Generic[K, V]):
-    """``await lookup(key)`` is ``load([key, ...]).get(key, default)``, batched."""
+    """``await lookup(key)`` is ``load([key, ...]).get(key, default)``, batched.
+
+    ``load`` may map a key to an exception: that key's waiters get it raised.
+    """
 
     def __init__(
         self, load: Callable[[list[K]], dict[K, V]], *, default: V, max_batch: int = 500
@@ -77,7 +80,11 @@ class BatchedLookup(Generic[K, V]):
                 for key, futures in waiting.items():
                     value = found.get(key, self._default)
                     for future in futures:
-                        if not future.done():
+                        if future.done():
+                            continue
+                        if isinstance(value, BaseException):  # this key's own failure
+                            future.set_exception(value)
+                        else:
                             future.set_result(value)
         finally:
             state.running = False

@@ -10,12 +10,14 @@ import json
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts import selectors as account_selectors
@@ -196,35 +198,80 @@ def _workspace_for_key(key: str):
     return widget_cache.workspace_for_key(key)
 
 
-@db_call
-def _visitor_hello(workspace, scope: dict, frame: dict) -> dict:
-    ip = client_ip(scope)
-    if blocklist.visitor_is_blocked(workspace.pk, None, ip):  # before any row is written
-        return {"blocked": True}
-    visitor, token, created = services.visitor_identify(
-        workspace=workspace,
-        public_id=frame.get("visitor_id"),
-        token=frame.get("visitor_token"),
-        ip=ip,
-        user_agent=header(scope, b"user-agent"),
-        language=frame.get("lang", ""),
-        page=frame.get("page"),
-    )
-    if blocklist.visitor_is_blocked(workspace.pk, visitor.pk, None):
-        return {"blocked": True}
+@dataclass(eq=False)  # one socket's hello; compared by identity
+class _Hello:
+    workspace: Any
+    scope: dict
+    frame: dict
+
+
+def _visitor_hellos(hellos: list[_Hello]) -> dict[_Hello, dict | Exception]:
+    """The hellos of many sockets in one go: blocklist (cached), the visitors found or made
+    in one transaction (services.visitors_identify), the returning ones' conversations in
+    one query, the workspace's settings from the per-process cache."""
+    out: dict[_Hello, dict] = {}
+    claims: dict[_Hello, services.VisitorClaim] = {}
+    for hello in hellos:
+        ip = client_ip(hello.scope)
+        if blocklist.visitor_is_blocked(hello.workspace.pk, None, ip):  # before any write
+            out[hello] = {"blocked": True}
+            continue
+        claims[hello] = services.VisitorClaim(
+            workspace=hello.workspace,
+            public_id=hello.frame.get("visitor_id"),
+            token=hello.frame.get("visitor_token"),
+            ip=ip,
+            user_agent=header(hello.scope, b"user-agent"),
+            language=hello.frame.get("lang", ""),
+            page=hello.frame.get("page"),
+        )
+    if not claims:
+        return out
+    try:
+        found = services.visitors_identify(list(claims.values()))
+    except DatabaseError:
+        if len(hellos) == 1:
+            raise
+        # One bad hello (its workspace deleted meanwhile...) fails the batch's transaction:
+        # each on its own, so it fails alone.
+        log.warning("a batch of %d hellos failed; retried one by one", len(hellos))
+        for hello in claims:
+            try:
+                out.update(_visitor_hellos([hello]))
+            except DatabaseError as exc:
+                out[hello] = exc
+        return out
+    identified = dict(zip(claims, found, strict=True))
     # A visitor made just now has no conversation yet.
-    conversation = None if created else selectors.conversation_current_for_visitor(visitor=visitor)
-    schedule, departments = widget_cache.workspace_hours_and_departments(workspace)
-    return {
-        "blocked": False,
-        "schedule": schedule,
-        "departments": departments,
-        "visitor": visitor,
-        "token": token,
-        "conversation": conversation,
-        "queue_position": routing.queue_position(conversation) if conversation else None,
-        "agents_online": widget_cache.agents_online(workspace.pk),
-    }
+    conversations = selectors.conversations_current_for_visitors(
+        [visitor.pk for visitor, _, created in identified.values() if not created]
+    )
+    for hello, (visitor, token, _) in identified.items():
+        workspace = hello.workspace
+        if blocklist.visitor_is_blocked(workspace.pk, visitor.pk, None):
+            out[hello] = {"blocked": True}
+            continue
+        conversation = conversations.get(visitor.pk)
+        schedule, departments = widget_cache.workspace_hours_and_departments(workspace)
+        out[hello] = {
+            "blocked": False,
+            "schedule": schedule,
+            "departments": departments,
+            "visitor": visitor,
+            "token": token,
+            "conversation": conversation,
+            "queue_position": routing.queue_position(conversation) if conversation else None,
+            "agents_online": widget_cache.agents_online(workspace.pk),
+        }
+    return out
+
+
+# Hellos arriving together (a page load's burst, a reconnect storm) share their queries.
+_hello_batch = BatchedLookup(_visitor_hellos, default=None)
+
+
+async def _visitor_hello(workspace, scope: dict, frame: dict) -> dict:
+    return await _hello_batch(_Hello(workspace, scope, frame))
 
 
 @db_call

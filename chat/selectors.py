@@ -38,6 +38,19 @@ def conversation_current_for_visitor(*, visitor: Visitor) -> Conversation | None
     )
 
 
+def conversations_current_for_visitors(visitor_ids: list[int]) -> dict[int, Conversation]:
+    """{visitor id: its latest conversation} in one query, for a batch of hellos (a visitor
+    has few conversations, so all are read and the latest kept)."""
+    latest: dict[int, Conversation] = {}
+    for conversation in (
+        Conversation.objects.select_related("assignee")
+        .filter(visitor_id__in=visitor_ids)
+        .order_by("visitor_id", "created_at", "pk")
+    ):
+        latest[conversation.visitor_id] = conversation  # ascending: the last one wins
+    return latest
+
+
 def conversation_seq_for_visitor(*, visitor: Visitor) -> tuple[int | None, int]:
     """(id, last_seq) of the visitor's latest conversation, or (None, 0)."""
     return conversation_seqs_for_visitors([visitor.pk]).get(visitor.pk, (None, 0))

@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -48,14 +49,11 @@ from .realtime import (
     visitor_group,
     workspace_agents_group,
 )
-from .selectors import (
-    conversation_get_for_agent,
-    visitor_get_by_token,
-)
+from .selectors import conversation_get_for_agent
 from .timeline import event_record
 from .uploads import read_head, safe_filename, sniff_content_type
 from .visitor_info import describe_user_agent, locate
-from .visitor_tokens import visitor_token_for
+from .visitor_tokens import visitor_token_for, visitor_token_valid
 
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -87,6 +85,37 @@ def _clean_line(value: Any, limit: int) -> str:
     return _CONTROL_RE.sub("", value).replace("\n", " ").strip()[:limit]
 
 
+@dataclass(eq=False)  # compared by identity: each is one socket's hello
+class VisitorClaim:
+    """Who a widget says it is (``public_id`` + ``token``, both optional) and where it is."""
+
+    workspace: Workspace
+    public_id: Any
+    token: Any
+    ip: str | None
+    user_agent: str
+    language: Any = ""
+    page: dict | None = None
+
+
+# What a hello refreshes on a known visitor (never name or email: those are the visitor's).
+_HELLO_FIELDS = [
+    "ip_address",
+    "country_code",
+    "city",
+    "location",
+    "user_agent",
+    "browser",
+    "os",
+    "device",
+    "language",
+    "last_seen_at",
+    "current_url",
+    "current_title",
+    "referrer",
+]
+
+
 def visitor_identify(
     *,
     workspace: Workspace,
@@ -102,40 +131,85 @@ def visitor_identify(
     Records the connection's address, browser and place, and the page being viewed.
     Returns the visitor, its token, and whether it was made now.
     """
-    visitor = visitor_get_by_token(workspace=workspace, public_id=public_id, token=token)
-    created = visitor is None
+    claim = VisitorClaim(workspace, public_id, token, ip, user_agent, language, page)
+    return visitors_identify([claim])[0]
 
+
+def visitors_identify(claims: list[VisitorClaim]) -> list[tuple[Visitor, str, bool]]:
+    """:func:`visitor_identify` for many sockets' hellos at once: one lookup of the claimed
+    visitors, then one insert of the new ones, one update of the known ones and one insert
+    of the page views, in one transaction. Results are in the order of ``claims``."""
     now = timezone.now()
-    page = page if isinstance(page, dict) else {}
+    proven = [(claim.workspace.pk, _proven_public_id(claim)) for claim in claims]
+    wanted = {key for key in proven if key[1]}
+    known = {}
+    if wanted:
+        for v in Visitor.objects.filter(public_id__in=[pid for _, pid in wanted]):
+            key = (v.workspace_id, str(v.public_id))
+            if key in wanted:  # another workspace's visitor is no match
+                known[key] = v
+
+    results, new, updated, views = [], [], {}, []
+    for claim, key in zip(claims, proven, strict=True):
+        visitor = known.get(key)
+        created = visitor is None
+        if created:
+            visitor = Visitor(workspace=claim.workspace, first_seen_at=now)
+            new.append(visitor)
+        else:
+            updated[visitor.pk] = visitor  # two tabs of one visitor: one row update
+        view = _visitor_fill(visitor, claim, now)
+        if view is not None:
+            views.append(view)
+        results.append((visitor, created))
+    with transaction.atomic():
+        Visitor.objects.bulk_create(new)
+        if updated:
+            Visitor.objects.bulk_update(list(updated.values()), _HELLO_FIELDS)
+        PageView.objects.bulk_create(views)  # takes the new visitors' ids
+    return [(v, visitor_token(visitor=v), created) for v, created in results]
+
+
+def _proven_public_id(claim: VisitorClaim) -> str | None:
+    """The claimed public id, normalised, if its token proves it; else None."""
+    try:
+        public_id = str(uuid.UUID(str(claim.public_id)))
+    except ValueError:
+        return None
+    if not visitor_token_valid(
+        workspace_id=claim.workspace.pk, public_id=public_id, token=claim.token
+    ):
+        return None
+    return public_id
+
+
+def _visitor_fill(visitor: Visitor, claim: VisitorClaim, now) -> PageView | None:
+    """Write what the connection tells about the visitor; the page view to record, if any."""
+    page = claim.page if isinstance(claim.page, dict) else {}
     url = _clean_url(page.get("url"))
     title = _clean_line(page.get("title"), 300)
     referrer = _clean_url(page.get("referrer"))
-    ua = describe_user_agent(user_agent)
-    with transaction.atomic():
-        if visitor is None:
-            visitor = Visitor(workspace=workspace, first_seen_at=now)
-        if visitor.pk is None or visitor.ip_address != ip:
-            place = locate(ip)
-            visitor.country_code, visitor.city, visitor.location = (
-                place.country_code,
-                place.city,
-                place.point,
-            )
-        visitor.ip_address = ip
-        visitor.user_agent = user_agent[:512]
-        visitor.browser, visitor.os, visitor.device = ua.browser, ua.os, ua.device
-        if _clean_line(language, 35):  # a hello without lang keeps what we knew
-            visitor.language = _clean_line(language, 35)
-        visitor.last_seen_at = now
-        if url:
-            visitor.current_url, visitor.current_title = url, title
-            visitor.referrer = referrer
-        visitor.save()
-        if url:
-            PageView.objects.create(
-                workspace=workspace, visitor=visitor, url=url, title=title, referrer=referrer
-            )
-    return visitor, visitor_token(visitor=visitor), created
+    ua = describe_user_agent(claim.user_agent)
+    if visitor.pk is None or visitor.ip_address != claim.ip:
+        place = locate(claim.ip)
+        visitor.country_code, visitor.city, visitor.location = (
+            place.country_code,
+            place.city,
+            place.point,
+        )
+    visitor.ip_address = claim.ip
+    visitor.user_agent = claim.user_agent[:512]
+    visitor.browser, visitor.os, visitor.device = ua.browser, ua.os, ua.device
+    if _clean_line(claim.language, 35):  # a hello without lang keeps what we knew
+        visitor.language = _clean_line(claim.language, 35)
+    visitor.last_seen_at = now
+    if not url:
+        return None
+    visitor.current_url, visitor.current_title = url, title
+    visitor.referrer = referrer
+    return PageView(
+        workspace_id=claim.workspace.pk, visitor=visitor, url=url, title=title, referrer=referrer
+    )
 
 
 def visitor_page_view(*, visitor: Visitor, page: Any) -> None:

@@ -9,14 +9,14 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import BusinessHours
-from accounts.tests.factories import AgentFactory, TeamFactory
+from accounts.models import BusinessHours, Workspace
+from accounts.tests.factories import AgentFactory, TeamFactory, WorkspaceFactory
 from chat import consumers, selectors, widget_cache
 from chat.batching import BatchedLookup
-from chat.models import Conversation, Visitor
+from chat.models import BlockEntry, Conversation, PageView, Visitor
 from chat.tests.factories import ConversationFactory, VisitorFactory
 from chat.tests.sockets import (
     agent_socket,
@@ -35,7 +35,8 @@ PAGE = {"url": "https://shop.example.com/p", "title": "P"}
 
 def _hello(workspace, frame: dict) -> tuple[dict, list[str]]:
     with CaptureQueriesContext(connection) as ctx:
-        info = consumers._visitor_hello.__wrapped__(workspace, SCOPE, frame)
+        hello = consumers._Hello(workspace, SCOPE, frame)
+        info = consumers._visitor_hellos([hello])[hello]
     return info, [q["sql"] for q in ctx.captured_queries]
 
 
@@ -191,3 +192,61 @@ async def test_a_failed_batch_fails_its_waiters_and_the_next_batch_runs():
         await lookup(1)
     assert await asyncio.gather(lookup(2), lookup(3), lookup(3)) == [20, 30, 30]
     assert await lookup(99) == 990
+
+
+# --- batched hellos ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_concurrent_hellos_each_get_their_own_visitor(workspace):
+    """New, returning, forged and blocked visitors saying hello at the same moment."""
+    first = [await visitor_socket(workspace, hello={"page": PAGE}) for _ in range(3)]
+    returning = [same_visitor(welcome) for _, welcome in first]
+    await sync_to_async(ConversationFactory)(
+        workspace=workspace,
+        visitor=await sync_to_async(Visitor.objects.get)(public_id=first[0][1]["visitor_id"]),
+        last_seq=3,
+    )
+    forged = dict(returning[1], visitor_token="x" + returning[1]["visitor_token"])
+    await sync_to_async(BlockEntry.objects.create)(
+        workspace=workspace,
+        visitor=await sync_to_async(Visitor.objects.get)(public_id=first[2][1]["visitor_id"]),
+    )
+    frames = returning + [forged] + [{"page": PAGE}] * 10
+    comms = [visitor_communicator(workspace.widget_key) for _ in frames]
+    for comm in comms:
+        assert (await comm.connect(timeout=5))[0]
+    await asyncio.gather(
+        *(comm.send_json_to({"type": "hello", **f}) for comm, f in zip(comms, frames, strict=True))
+    )
+    answers = [await comm.receive_json_from(timeout=5) for comm in comms]
+
+    assert answers[0]["visitor_id"] == first[0][1]["visitor_id"]
+    assert answers[0]["conversation"]["last_seq"] == 3
+    assert answers[1]["visitor_id"] == first[1][1]["visitor_id"]
+    assert answers[1]["conversation"] is None
+    assert answers[2] == {"type": "error", "code": "blocked", "message": answers[2]["message"]}
+    new_ids = {a["visitor_id"] for a in answers[3:]}
+    assert len(new_ids) == 11 and not new_ids & {w["visitor_id"] for _, w in first}
+    assert all(a["type"] == "welcome" and a["conversation"] is None for a in answers[3:])
+    assert await sync_to_async(Visitor.objects.filter(workspace=workspace).count)() == 14
+    page_views = await sync_to_async(PageView.objects.filter(workspace=workspace).count)()
+    assert page_views == 3 + 10  # the first three hellos and the ten new ones sent a page
+    for comm in comms + [c for c, _ in first]:
+        await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hello_that_fails_in_a_batch_fails_alone(workspace):
+    gone = WorkspaceFactory()
+    stale = Workspace.objects.get(pk=gone.pk)
+    gone.delete()  # a socket still holds it: its visitor cannot be inserted
+    hellos = [
+        consumers._Hello(workspace, SCOPE, {"page": PAGE}),
+        consumers._Hello(stale, SCOPE, {"page": PAGE}),
+        consumers._Hello(workspace, SCOPE, {}),
+    ]
+    out = consumers._visitor_hellos(hellos)
+    assert isinstance(out[hellos[1]], DatabaseError)
+    assert out[hellos[0]]["visitor"].pk and out[hellos[2]]["visitor"].pk
+    assert Visitor.objects.filter(workspace=workspace).count() == 2
