@@ -27,6 +27,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from accounts.models import AgentProfile, Team
+from helpdesk.bulk import bulk_update_rows
 
 from . import frames, routing
 from .autoreply import auto_reply_enqueue_on_commit
@@ -116,12 +117,11 @@ def _apply(
     attachment: Attachment | None,
     now,
     touched: _Touched,
-    nobody_free: set[int],
+    routing_round: routing.RoutingRound,
 ) -> None:
     """The conversation-side effects of one new message (in memory, under the row lock).
 
-    ``nobody_free`` holds the workspaces in which this batch already found no agent to
-    assign: asking again for each of their messages would cost a query each for nothing.
+    ``routing_round`` is the batch's: its routing reads rules and candidates once.
     """
     conversation.last_seq += 1
     touched.fields |= {"last_seq", "last_message_at", "last_message_preview", "updated_at"}
@@ -132,11 +132,11 @@ def _apply(
         if conversation.assignee_id is None and conversation.queued_at is None:
             # Opened, reopened, or never routed: find an agent or join the queue. A
             # queued conversation waits for the drain (chat.routing.queue_drain).
-            free = conversation.workspace_id not in nobody_free
-            if routing.conversation_route(conversation, try_assign=free, announce=False):
+            if routing.conversation_route(
+                conversation, announce=False, routing_round=routing_round
+            ):
                 touched.assigned = True
-            else:
-                nobody_free.add(conversation.workspace_id)
+            touched.fields.update(routing.ROUTING_FIELDS)  # written with the batch
     elif item.sender_kind == SenderKind.AGENT:
         if conversation.first_response_at is None:
             conversation.first_response_at = now
@@ -145,9 +145,15 @@ def _apply(
         if conversation.assignee_id is None:
             # Replying takes an unassigned conversation (out of the queue, if waiting).
             routing.conversation_assign(
-                conversation, agent, actor=agent, how="reply", announce=False
+                conversation,
+                agent,
+                actor=agent,
+                how="reply",
+                announce=False,
+                routing_round=routing_round,
             )
             touched.assigned = True
+            touched.fields.update(routing.ROUTING_FIELDS)
     conversation.last_message_at = now
     conversation.updated_at = now
     conversation.last_message_preview = _preview(item.text, attachment)
@@ -290,7 +296,7 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     new: list[Message] = []
     touched: dict[int, _Touched] = {}
     claimed: set[int] = set()
-    nobody_free: set[int] = set()
+    routing_round = routing.RoutingRound(defer_writes=True)
     for n, item in enumerate(items):
         if n in open_errors:
             results.append(Stored(error=open_errors[n]))
@@ -330,7 +336,7 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
             attachment,
             now,
             touched.setdefault(conversation.pk, _Touched()),
-            nobody_free,
+            routing_round,
         )
         message = Message(
             workspace_id=conversation.workspace_id,
@@ -353,11 +359,10 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     if not new:
         return results, []
     Message.objects.bulk_create(new)
+    routing_round.flush()
     _bot_enqueue_on_commit(new, conversations)
     changed = [conversations[pk] for pk in touched]
-    Conversation.objects.bulk_update(
-        changed, sorted(set().union(*(t.fields for t in touched.values())))
-    )
+    bulk_update_rows(changed, sorted(set().union(*(t.fields for t in touched.values()))))
     return results, _events(new, conversations, touched)
 
 

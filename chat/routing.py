@@ -35,6 +35,7 @@ from django.utils.module_loading import import_string
 
 from accounts.models import AgentProfile, RoutingRule, RoutingStrategy, Team
 from accounts.selectors import agents_available
+from helpdesk.bulk import bulk_update_rows
 
 from . import frames
 from .models import ACTIVE_STATUSES, Conversation, EventKind
@@ -138,17 +139,17 @@ def strategy_build(name: str, *, sticky: bool) -> Strategy:
     return Sticky(strategy) if sticky else strategy
 
 
-def team_for(conversation: Conversation) -> Team | None:
+def team_for(conversation: Conversation, rules: list[RoutingRule] | None = None) -> Team | None:
     """The team a conversation goes to: the department the visitor chose, else the first
-    enabled rule matching the page URL and language, else none (the whole workspace)."""
+    enabled rule matching the page URL and language, else none (the whole workspace).
+    ``rules``: the workspace's enabled rules, if already read."""
     if conversation.team_id:
         return conversation.team
     visitor = conversation.visitor
     url = (visitor.current_url or "").lower()
     language = (visitor.language or "").lower()
-    rules = RoutingRule.objects.filter(
-        workspace_id=conversation.workspace_id, enabled=True
-    ).select_related("team")
+    if rules is None:
+        rules = rules_for(workspace_id=conversation.workspace_id)
     for rule in rules:
         if rule.url_pattern and not fnmatch.fnmatchcase(url, rule.url_pattern.lower()):
             continue
@@ -156,6 +157,12 @@ def team_for(conversation: Conversation) -> Team | None:
             continue
         return rule.team
     return None
+
+
+def rules_for(*, workspace_id: int) -> list[RoutingRule]:
+    return list(
+        RoutingRule.objects.filter(workspace_id=workspace_id, enabled=True).select_related("team")
+    )
 
 
 def candidates_for(*, workspace_id: int, team_id: int | None) -> list[Candidate]:
@@ -199,22 +206,113 @@ def _strategy_for(conversation: Conversation, team: Team | None) -> Strategy:
     return strategy_build(name, sticky=workspace.routing_sticky)
 
 
-def _pick(conversation: Conversation, team: Team | None) -> AgentProfile | None:
-    candidates = candidates_for(
-        workspace_id=conversation.workspace_id, team_id=team.pk if team else None
+class RoutingRound:
+    """The automatic decisions of one transaction: a writer batch, a queue drain.
+
+    A batch of a few hundred new conversations used to cost a rules query, a lock query
+    and a candidates query each. A round takes each workspace's lock once, reads its rules
+    once and each team's candidates once (after the lock), then keeps those candidates
+    current in memory as it assigns: nobody else can assign in the workspace until the
+    transaction ends, so the loads it holds are the loads in the database.
+    """
+
+    def __init__(self, *, defer_writes: bool = False) -> None:
+        self._locked: set[int] = set()
+        self._rules: dict[int, list[RoutingRule]] = {}
+        self._candidates: dict[tuple[int, int | None], list[Candidate]] = {}
+        # With defer_writes (a writer batch), assignments are written by flush(): one
+        # update of the agents, one insert of the events; the caller writes the
+        # conversations' ROUTING_FIELDS with the rest of their changes.
+        self.defer_writes = defer_writes
+        self._agents: dict[int, AgentProfile] = {}
+        self._events: list = []
+
+    def defer(self, event, agent: AgentProfile | None) -> None:
+        if agent is not None:
+            self._agents[agent.pk] = agent
+        self._events.append(event)
+
+    def flush(self) -> None:
+        """Write the deferred agents' turns and events (inside the caller's transaction)."""
+        from .timeline import events_record
+
+        if self._agents:
+            bulk_update_rows(list(self._agents.values()), ["last_assigned_at"])
+        if self._events:
+            events_record(self._events)
+        self._agents, self._events = {}, []
+
+    def team_for(self, conversation: Conversation) -> Team | None:
+        if conversation.team_id:
+            return conversation.team
+        workspace_id = conversation.workspace_id
+        if workspace_id not in self._rules:
+            self._rules[workspace_id] = rules_for(workspace_id=workspace_id)
+        return team_for(conversation, self._rules[workspace_id])
+
+    def lock(self, workspace_id: int) -> None:
+        if workspace_id not in self._locked:
+            _routing_lock(workspace_id)
+            self._locked.add(workspace_id)
+
+    def candidates(self, workspace_id: int, team_id: int | None) -> list[Candidate]:
+        key = (workspace_id, team_id)
+        if key not in self._candidates:
+            self.lock(workspace_id)  # loads read after the lock include every commit
+            self._candidates[key] = candidates_for(workspace_id=workspace_id, team_id=team_id)
+        return self._candidates[key]
+
+    def pick(self, conversation: Conversation, team: Team | None) -> AgentProfile | None:
+        candidates = self.candidates(conversation.workspace_id, team.pk if team else None)
+        if not candidates:
+            return None
+        strategy = _strategy_for(conversation, team)
+        chosen = strategy.pick(conversation, candidates)
+        if chosen is None:
+            return None
+        if not any(
+            c.agent.pk == getattr(getattr(chosen, "agent", None), "pk", None) for c in candidates
+        ):
+            log.error("routing strategy %s picked a non-candidate; ignored", strategy.name)
+            return None
+        return chosen.agent
+
+    def assigned(self, agent: AgentProfile) -> None:
+        """``agent`` took one more conversation: one more open, assigned just now, and no
+        longer a candidate once full (in every team's list this round holds)."""
+        for key, candidates in self._candidates.items():
+            kept = []
+            for c in candidates:
+                if c.agent.pk == agent.pk:
+                    c.agent.last_assigned_at = agent.last_assigned_at
+                    c = Candidate(agent=c.agent, open_count=c.open_count + 1)
+                    if c.open_count >= c.capacity:
+                        continue
+                kept.append(c)
+            self._candidates[key] = kept
+
+
+ROUTING_FIELDS = ("assignee", "queued_at", "team")  # what routing changes on a conversation
+
+
+def _routing_write(
+    conversation: Conversation,
+    event,
+    agent: AgentProfile | None,
+    routing_round: RoutingRound | None,
+) -> None:
+    """An assignment or queueing decided: write it now, or leave it to the round."""
+    from .timeline import events_record
+
+    if routing_round is not None and routing_round.defer_writes:
+        routing_round.defer(event, agent)
+        return
+    Conversation.objects.filter(pk=conversation.pk).update(
+        assignee=conversation.assignee, queued_at=conversation.queued_at, team=conversation.team
     )
-    if not candidates:
-        return None
-    strategy = _strategy_for(conversation, team)
-    chosen = strategy.pick(conversation, candidates)
-    if chosen is None:
-        return None
-    if not any(
-        c.agent.pk == getattr(getattr(chosen, "agent", None), "pk", None) for c in candidates
-    ):
-        log.error("routing strategy %s picked a non-candidate; ignored", strategy.name)
-        return None
-    return chosen.agent
+    if agent is not None:
+        AgentProfile.objects.filter(pk=agent.pk).update(last_assigned_at=agent.last_assigned_at)
+    events_record([event])
 
 
 def conversation_assign(
@@ -225,21 +323,23 @@ def conversation_assign(
     how: str = "routing",
     announce: bool = True,
     queue_announce: bool = True,
+    routing_round: RoutingRound | None = None,
 ) -> None:
-    """Give ``conversation`` (row locked by the caller) to ``agent``; record and tell."""
-    from .timeline import event_record  # timeline imports message_store, which imports us
+    """Give ``conversation`` (row locked by the caller) to ``agent``; record and tell.
+
+    With a ``routing_round`` that defers writes, the rows are written by the round's
+    :meth:`RoutingRound.flush` and the conversation's fields (:data:`ROUTING_FIELDS`) by
+    the caller.
+    """
+    from .timeline import EventSpec  # timeline imports message_store, which imports us
 
     now = timezone.now()
     waited = int((now - conversation.queued_at).total_seconds()) if conversation.queued_at else 0
     was_queued = conversation.queued_at is not None
     conversation.assignee = agent
     conversation.queued_at = None
-    Conversation.objects.filter(pk=conversation.pk).update(
-        assignee=agent, queued_at=None, team=conversation.team
-    )
-    AgentProfile.objects.filter(pk=agent.pk).update(last_assigned_at=now)
     agent.last_assigned_at = now
-    event_record(
+    event = EventSpec(
         conversation=conversation,
         kind=EventKind.ASSIGNED,
         actor=actor,
@@ -247,6 +347,7 @@ def conversation_assign(
         team=conversation.team,
         data={"how": how, "waited_seconds": waited},
     )
+    _routing_write(conversation, event, agent, routing_round)
     broadcast_on_commit(
         visitor_group(conversation.visitor_id),
         {"type": "chat.queue", "conversation_id": conversation.pk, "position": None},
@@ -269,39 +370,42 @@ def announce_conversation(conversation: Conversation) -> None:
     )
 
 
-def conversation_enqueue(conversation: Conversation) -> None:
+def conversation_enqueue(
+    conversation: Conversation, *, routing_round: RoutingRound | None = None
+) -> None:
     """Put an unassigned conversation in its team's queue (no-op if already there)."""
-    from .timeline import event_record
+    from .timeline import EventSpec
 
     if conversation.queued_at is not None:
         return
     conversation.queued_at = timezone.now()
-    Conversation.objects.filter(pk=conversation.pk).update(
-        queued_at=conversation.queued_at, team=conversation.team
-    )
-    event_record(conversation=conversation, kind=EventKind.QUEUED, team=conversation.team)
+    event = EventSpec(conversation=conversation, kind=EventKind.QUEUED, team=conversation.team)
+    _routing_write(conversation, event, None, routing_round)
     _joined_queue_on_commit(conversation)
 
 
 def conversation_route(
-    conversation: Conversation, *, try_assign: bool = True, announce: bool = True
+    conversation: Conversation,
+    *,
+    announce: bool = True,
+    routing_round: RoutingRound | None = None,
 ) -> AgentProfile | None:
     """Find an agent for an unassigned active conversation, or queue it.
 
-    The caller holds the conversation's row lock inside ``transaction.atomic``. With
-    ``try_assign=False`` (the caller already knows nobody is free) it only queues.
+    The caller holds the conversation's row lock inside ``transaction.atomic``; a caller
+    routing many conversations in one transaction passes one ``routing_round`` for all.
     """
     if conversation.assignee_id is not None:
         return conversation.assignee
-    team = team_for(conversation)
+    routing_round = routing_round or RoutingRound()
+    team = routing_round.team_for(conversation)
     conversation.team = team
-    if try_assign:
-        _routing_lock(conversation.workspace_id)
-        agent = _pick(conversation, team)
-        if agent is not None:
-            conversation_assign(conversation, agent, announce=announce)
-            return agent
-    conversation_enqueue(conversation)
+    agent = routing_round.pick(conversation, team)
+    if agent is not None:
+        conversation_assign(conversation, agent, announce=announce, routing_round=routing_round)
+        routing_round.assigned(agent)
+        return agent
+    conversation_enqueue(conversation, routing_round=routing_round)
     return None
 
 
@@ -309,8 +413,9 @@ def queue_drain(*, workspace_id: int, limit: int = 100) -> int:
     """Hand queued conversations to agents who can take them, first come first served
     per team. Runs in its own transaction; returns how many were assigned."""
     assigned = 0
+    routing_round = RoutingRound()
     with transaction.atomic():
-        _routing_lock(workspace_id)
+        routing_round.lock(workspace_id)
         queued = list(
             Conversation.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("visitor", "workspace", "team")
@@ -326,11 +431,12 @@ def queue_drain(*, workspace_id: int, limit: int = 100) -> int:
         for conversation in queued:
             if conversation.team_id in full:
                 continue  # keep the team's order: nobody there took the one before
-            agent = _pick(conversation, conversation.team)
+            agent = routing_round.pick(conversation, conversation.team)
             if agent is None:
                 full.add(conversation.team_id)
                 continue
             conversation_assign(conversation, agent, how="queue", queue_announce=False)
+            routing_round.assigned(agent)
             assigned += 1
         if assigned:
             queue_broadcast_on_commit(workspace_id)

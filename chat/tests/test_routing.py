@@ -5,6 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -514,3 +515,52 @@ def test_presence_is_validated(workspace):
         assert exc.value.code == "invalid_presence"
     agent.refresh_from_db()
     assert agent.presence == Presence.ONLINE
+
+
+# --- many at once: a writer batch -------------------------------------------------------------
+
+
+def test_a_batch_of_first_messages_is_routed_with_one_lock_and_one_candidates_read(workspace):
+    """Seven visitors' first messages in one writer batch: round robin over the agents'
+    free slots (capacity 2 and 3), the other two queued; the routing reads are taken once
+    for the batch, not once per conversation."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.message_store import NewMessage, messages_store
+    from chat.models import SenderKind
+
+    a = agent_in(workspace, max_concurrent_chats=2)
+    b = agent_in(workspace, max_concurrent_chats=3)
+    visitors = [VisitorFactory(workspace=workspace) for _ in range(7)]
+    items = [
+        NewMessage(
+            conversation_id=None,
+            workspace_id=workspace.pk,
+            sender_kind=SenderKind.VISITOR,
+            client_id=f"first-{n}",
+            text="hello",
+            visitor_id=v.pk,
+        )
+        for n, v in enumerate(visitors)
+    ]
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        results, _ = messages_store(items)
+    assert all(r.error is None for r in results)
+    sql = [q["sql"] for q in ctx.captured_queries]
+    assert sum("pg_advisory_xact_lock" in q for q in sql) == 1
+    assert sum('FROM "accounts_routingrule"' in q for q in sql) == 1
+    assert sum("COALESCE((SELECT COUNT" in q for q in sql) == 1  # the candidates query
+
+    conversations = Conversation.objects.filter(visitor__in=visitors)
+    assert conversations.filter(assignee=a).count() == 2
+    assert conversations.filter(assignee=b).count() == 3
+    assert conversations.filter(assignee__isnull=True, queued_at__isnull=False).count() == 2
+    assert candidates(workspace) == []  # both full, as the database now says
+    # Turns alternate: neither agent got two in a row while the other had room.
+    order = list(
+        conversations.filter(assignee__isnull=False)
+        .order_by("pk")
+        .values_list("assignee_id", flat=True)
+    )
+    assert order[:4] in ([a.pk, b.pk, a.pk, b.pk], [b.pk, a.pk, b.pk, a.pk])
