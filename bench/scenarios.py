@@ -575,6 +575,8 @@ def saturation(target: Target, p: dict, tag: str) -> dict:
                 stop_reason = f"{rate} msg/s needs more than {v} visitors"
                 break
             meter = Meter(target.probe, Probe(lg.pids))
+            if target.on_load:
+                target.on_load(f"saturation-{rate}", p["step"])
             ledger, lag = _send(
                 lg,
                 list(range(active)),

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
@@ -97,6 +98,21 @@ class FrameConsumer(AsyncWebsocketConsumer):
     before_hello = frozenset({"hello", "ping"})
     rate_per_second = 20.0
     rate_burst = 40.0
+
+    async def dispatch(self, message: dict) -> None:
+        """Channels' dispatch without its ``aclose_old_connections()`` before every event.
+
+        Since Channels 4.2 every event a consumer handles (each frame received, each group
+        event) first awaits ``close_old_connections`` through ``sync_to_async``: a hop to
+        the one thread-sensitive thread of the process, shared by every socket. Nothing
+        here touches the database on that thread (socket calls run on ``chat.db``'s
+        threads and the writer's, which close their connections themselves), so the hop
+        only queued every event of the process behind one thread (docs/performance.md).
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         remember_event_loop()

@@ -250,3 +250,32 @@ def test_a_hello_that_fails_in_a_batch_fails_alone(workspace):
     assert isinstance(out[hellos[1]], DatabaseError)
     assert out[hellos[0]]["visitor"].pk and out[hellos[2]]["visitor"].pk
     assert Visitor.objects.filter(workspace=workspace).count() == 2
+
+
+# --- events stay on the event loop ------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_events_are_dispatched_without_a_hop_to_the_sync_thread(workspace, monkeypatch):
+    """Channels' own dispatch awaits close_old_connections on the process's one
+    thread-sensitive thread before every event; ours does not (every socket's frames and
+    group events would queue behind that one thread)."""
+    import channels.consumer
+
+    hops = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    agent = await sync_to_async(AgentFactory)(workspace=workspace)
+    console, _ = await agent_socket(agent.user)
+    comm, _ = await visitor_socket(workspace)
+    await comm.send_json_to({"type": "ping"})
+    await receive_until(comm, "pong")
+    await comm.send_json_to({"type": "message", "client_id": "c-1", "text": "hello"})
+    await receive_until(comm, "ack")
+    assert (await receive_until(console, "message"))["message"]["text"] == "hello"
+    assert hops == []
+    for socket in (comm, console):
+        await socket.disconnect()
