@@ -348,10 +348,11 @@ def conversation_assign(
         data={"how": how, "waited_seconds": waited},
     )
     _routing_write(conversation, event, agent, routing_round)
-    broadcast_on_commit(
-        visitor_group(conversation.visitor_id),
-        {"type": "chat.queue", "conversation_id": conversation.pk, "position": None},
-    )
+    if was_queued:  # it leaves the queue (a conversation routed at once never joined it)
+        broadcast_on_commit(
+            visitor_group(conversation.visitor_id),
+            {"type": "chat.queue", "conversation_id": conversation.pk, "position": None},
+        )
     if announce:
         announce_conversation(conversation)
     if was_queued and queue_announce:

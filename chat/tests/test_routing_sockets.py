@@ -9,6 +9,7 @@ from accounts.tests.factories import AgentFactory, WorkspaceFactory
 from chat.models import Conversation
 from chat.tests.sockets import (
     agent_socket,
+    assert_none_of,
     receive_error,
     receive_until,
     visitor_socket,
@@ -66,6 +67,10 @@ async def test_queue_positions_update_live_and_the_head_is_assigned_on_resolve(w
     b, _ = await visitor_socket(workspace)
     c, _ = await visitor_socket(workspace)
     first = await say(a, "a1")
+    # Routed at once: a `conversation` frame names the agent; no `queue` frame (it never
+    # waited).
+    assert (await receive_until(a, "conversation"))["conversation"]["agent_name"]
+    await assert_none_of(a, "queue")
     b_conv = (await say(b, "b1"))["conversation_id"]
     assert (await receive_until(b, "queue"))["position"] == 1
     await say(c, "c1")
