@@ -297,6 +297,13 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     touched: dict[int, _Touched] = {}
     claimed: set[int] = set()
     routing_round = routing.RoutingRound(defer_writes=True)
+    # Sticky routing asks who served a visitor last: nobody, for a conversation opened
+    # here (only a visitor who has none gets one; their row is locked); for the batch's
+    # other unassigned conversations, one query when the first of them is routed.
+    routing_round.never_served(conversations[pk].visitor_id for pk in opened)
+    routing_round.expect(
+        c.visitor_id for pk, c in conversations.items() if pk not in opened and not c.assignee_id
+    )
     for n, item in enumerate(items):
         if n in open_errors:
             results.append(Stored(error=open_errors[n]))

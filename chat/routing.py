@@ -23,7 +23,7 @@ never wait on each other: no deadlock.
 import fnmatch
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -38,7 +38,7 @@ from accounts.selectors import agents_available
 from helpdesk.bulk import bulk_update_rows
 
 from . import frames
-from .models import ACTIVE_STATUSES, Conversation, EventKind
+from .models import ACTIVE_STATUSES, Conversation, EventKind, Visitor
 from .realtime import (
     broadcast_on_commit,
     visitor_group,
@@ -100,21 +100,41 @@ class LeastBusy(Strategy):
         )
 
 
+def previous_assignees(visitor_ids: Iterable[int]) -> dict[int, int | None]:
+    """Per visitor: the agent of their latest assigned conversation (None if none), in one
+    query."""
+    latest = (
+        Conversation.objects.filter(visitor_id=OuterRef("pk"), assignee__isnull=False)
+        .order_by("-last_message_at", "-pk")
+        .values("assignee_id")[:1]
+    )
+    ids = set(visitor_ids)
+    found = dict(
+        Visitor.objects.filter(pk__in=ids)
+        .annotate(previous=Subquery(latest, output_field=IntegerField()))
+        .values_list("pk", "previous")
+    )
+    return {pk: found.get(pk) for pk in ids}
+
+
+def _previous_assignee(visitor_id: int) -> int | None:
+    return previous_assignees([visitor_id])[visitor_id]
+
+
 class Sticky(Strategy):
     """A returning visitor goes back to the agent who last served them, if available;
-    otherwise ``fallback`` decides."""
+    otherwise ``fallback`` decides. ``previous`` answers "who served this visitor last"
+    (a routing round answers it for its whole batch in one query)."""
 
-    def __init__(self, fallback: Strategy) -> None:
+    def __init__(
+        self, fallback: Strategy, previous: Callable[[int], int | None] | None = None
+    ) -> None:
         self.fallback = fallback
+        self.previous = previous or _previous_assignee
         self.name = f"sticky+{fallback.name}"
 
     def pick(self, conversation, candidates):
-        previous = (
-            Conversation.objects.filter(visitor_id=conversation.visitor_id, assignee__isnull=False)
-            .order_by("-last_message_at", "-pk")
-            .values_list("assignee_id", flat=True)
-            .first()
-        )
+        previous = self.previous(conversation.visitor_id)
         for c in candidates:
             if c.agent.pk == previous:
                 return c
@@ -126,7 +146,9 @@ def _custom_class(path: str) -> type[Strategy]:
     return import_string(path)
 
 
-def strategy_build(name: str, *, sticky: bool) -> Strategy:
+def strategy_build(
+    name: str, *, sticky: bool, previous: Callable[[int], int | None] | None = None
+) -> Strategy:
     """The strategy called ``name`` (a RoutingStrategy value), wrapped in Sticky if asked."""
     if name == RoutingStrategy.CUSTOM and settings.HELPDESK_ROUTING_CUSTOM_STRATEGY:
         strategy = _custom_class(settings.HELPDESK_ROUTING_CUSTOM_STRATEGY)()
@@ -136,7 +158,7 @@ def strategy_build(name: str, *, sticky: bool) -> Strategy:
         if name == RoutingStrategy.CUSTOM:
             log.warning("custom routing chosen but HELPDESK_ROUTING_CUSTOM_STRATEGY is not set")
         strategy = RoundRobin()
-    return Sticky(strategy) if sticky else strategy
+    return Sticky(strategy, previous) if sticky else strategy
 
 
 def team_for(conversation: Conversation, rules: list[RoutingRule] | None = None) -> Team | None:
@@ -200,10 +222,12 @@ def _routing_lock(workspace_id: int) -> None:
     # SQLite (the embedded single-process mode) serialises writing transactions itself.
 
 
-def _strategy_for(conversation: Conversation, team: Team | None) -> Strategy:
+def _strategy_for(
+    conversation: Conversation, team: Team | None, previous: Callable[[int], int | None]
+) -> Strategy:
     workspace = conversation.workspace
     name = team.routing_strategy if team else workspace.routing_strategy
-    return strategy_build(name, sticky=workspace.routing_sticky)
+    return strategy_build(name, sticky=workspace.routing_sticky, previous=previous)
 
 
 class RoutingRound:
@@ -226,6 +250,24 @@ class RoutingRound:
         self.defer_writes = defer_writes
         self._agents: dict[int, AgentProfile] = {}
         self._events: list = []
+        # Sticky routing's "who served this visitor last", read for all expected visitors
+        # at the first question.
+        self._expected: set[int] = set()
+        self._previous: dict[int, int | None] = {}
+
+    def expect(self, visitor_ids: Iterable[int]) -> None:
+        """These visitors' conversations may be routed in this round."""
+        self._expected.update(visitor_ids)
+
+    def never_served(self, visitor_ids: Iterable[int]) -> None:
+        """These visitors had no conversation before this round: nobody served them."""
+        self._previous.update(dict.fromkeys(visitor_ids))
+
+    def previous_assignee(self, visitor_id: int) -> int | None:
+        if visitor_id not in self._previous:
+            wanted = (self._expected | {visitor_id}) - self._previous.keys()
+            self._previous.update(previous_assignees(wanted))
+        return self._previous[visitor_id]
 
     def defer(self, event, agent: AgentProfile | None) -> None:
         if agent is not None:
@@ -266,7 +308,7 @@ class RoutingRound:
         candidates = self.candidates(conversation.workspace_id, team.pk if team else None)
         if not candidates:
             return None
-        strategy = _strategy_for(conversation, team)
+        strategy = _strategy_for(conversation, team, self.previous_assignee)
         chosen = strategy.pick(conversation, candidates)
         if chosen is None:
             return None
@@ -428,6 +470,7 @@ def queue_drain(*, workspace_id: int, limit: int = 100) -> int:
             )
             .order_by("queued_at", "pk")[:limit]
         )
+        routing_round.expect(c.visitor_id for c in queued)
         full: set[int | None] = set()
         for conversation in queued:
             if conversation.team_id in full:

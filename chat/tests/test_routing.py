@@ -564,3 +564,58 @@ def test_a_batch_of_first_messages_is_routed_with_one_lock_and_one_candidates_re
         .values_list("assignee_id", flat=True)
     )
     assert order[:4] in ([a.pk, b.pk, a.pk, b.pk], [b.pk, a.pk, b.pk, a.pk])
+
+
+def test_a_batch_asks_who_served_its_visitors_once_and_never_for_new_ones(workspace):
+    """Sticky routing in a writer batch: a new visitor has no previous agent (no query);
+    returning visitors whose conversations reopen unassigned are answered by one query for
+    the batch, and go back to the agent who served them."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.message_store import NewMessage, messages_store
+    from chat.models import SenderKind
+
+    workspace.routing_sticky = True
+    workspace.save()
+    a = agent_in(workspace, max_concurrent_chats=10)
+    b = agent_in(workspace, max_concurrent_chats=10)
+    returning = [VisitorFactory(workspace=workspace) for _ in range(3)]
+    for visitor in returning:
+        Conversation.objects.create(
+            workspace=workspace,
+            visitor=visitor,
+            assignee=b,
+            status=ConversationStatus.RESOLVED,
+            last_message_at=timezone.now(),
+        )
+        Conversation.objects.create(  # the latest: unassigned, its next message reopens it
+            workspace=workspace, visitor=visitor, status=ConversationStatus.RESOLVED
+        )
+    new = [VisitorFactory(workspace=workspace) for _ in range(4)]
+
+    def first_messages(visitors, tag):
+        return [
+            NewMessage(
+                conversation_id=None,
+                workspace_id=workspace.pk,
+                sender_kind=SenderKind.VISITOR,
+                client_id=f"{tag}-{n}",
+                text="hello",
+                visitor_id=v.pk,
+            )
+            for n, v in enumerate(visitors)
+        ]
+
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        results, _ = messages_store(first_messages(new, "new"))
+    assert all(r.error is None for r in results)
+    assert not [q for q in ctx.captured_queries if 'AS "previous"' in q["sql"]]
+
+    with CaptureQueriesContext(connection) as ctx, transaction.atomic():
+        results, _ = messages_store(first_messages(returning, "back"))
+    assert all(r.error is None for r in results)
+    assert len([q for q in ctx.captured_queries if 'AS "previous"' in q["sql"]]) == 1
+    reopened = Conversation.objects.filter(visitor__in=returning, status=ConversationStatus.OPEN)
+    assert sorted(reopened.values_list("assignee_id", flat=True)) == [b.pk] * 3
+    assert {c.assignee_id for c in Conversation.objects.filter(visitor__in=new)} == {a.pk, b.pk}
