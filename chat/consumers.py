@@ -6,7 +6,6 @@ The frames are documented in docs/protocol.md; ``PROTOCOL_VERSION`` changes when
 changes incompatibly.
 """
 
-import json
 import logging
 import time
 from collections import deque
@@ -15,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -122,7 +122,9 @@ class FrameConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
     async def send_frame(self, frame: dict) -> None:
-        await self.send(text_data=json.dumps(frame, ensure_ascii=False, separators=(",", ":")))
+        # orjson: ~8x faster than the stdlib on these frames (bench/json_compare.py), the
+        # same compact UTF-8 text.
+        await self.send(text_data=orjson.dumps(frame, option=orjson.OPT_NON_STR_KEYS).decode())
 
     async def send_error(self, code: str, message: str, ref: Any = None) -> None:
         frame = {"type": "error", "code": code, "message": message}
@@ -156,8 +158,11 @@ class FrameConsumer(AsyncWebsocketConsumer):
             await self.send_error("rate_limited", "Too many frames; slow down.")
             return
         try:
-            frame = json.loads(text_data)
-        except (ValueError, RecursionError):  # deep nesting raises RecursionError
+            # orjson refuses what the database could not store either (lone surrogates
+            # such as "\ud800") and NaN/Infinity; integers past 64 bits become floats,
+            # which every integer field refuses.
+            frame = orjson.loads(text_data)
+        except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
             await self.send_error("invalid_json", "The frame is not valid JSON.")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):

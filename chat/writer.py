@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import IntegrityError, OperationalError, close_old_connections, transaction
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 
+from .errors import ChatError
 from .message_store import Event, NewMessage, Stored, messages_store
 
 log = logging.getLogger(__name__)
@@ -33,26 +34,35 @@ def _write(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
         try:
             with transaction.atomic():
                 return messages_store(items)
-        except (IntegrityError, OperationalError) as exc:
-            # A client id racing in from another process, or a deadlock: the batch rolled
-            # back whole; store the items one by one so one bad apple spoils nothing.
+        except (DatabaseError, ValueError) as exc:
+            # A client id racing in from another process, a deadlock, or one item the
+            # database refuses: the batch rolled back whole; store the items one by one
+            # so one bad apple spoils nothing.
             log.info("batch of %d retried item by item: %s", len(items), exc.__class__.__name__)
         results: list[Stored] = []
         events: list[Event] = []
         for item in items:
-            for attempt in (1, 2):
-                try:
-                    with transaction.atomic():
-                        r, e = messages_store([item])
-                    break
-                except IntegrityError:
-                    if attempt == 2:
-                        raise
+            r, e = _write_one(item)
             results += r
             events += e
         return results, events
     finally:
         close_old_connections()
+
+
+def _write_one(item: NewMessage) -> tuple[list[Stored], list[Event]]:
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                return messages_store([item])
+        except IntegrityError:
+            if attempt == 2:
+                raise
+        except (DatabaseError, ValueError):
+            # Only this item's sender hears of it; nothing of it was kept.
+            log.exception("a message the database refused (client id %r)", item.client_id)
+            break
+    return [Stored(error=ChatError("not_stored", "The message could not be stored."))], []
 
 
 def coalesce(events: list[Event]) -> list[tuple[str, dict[str, Any]]]:

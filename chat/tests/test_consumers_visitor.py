@@ -435,6 +435,15 @@ def _msg(**fields) -> dict:
 BAD_FRAMES = [
     ("invalid-json", '{"type": "message", ', "invalid_json"),
     ("deeply-nested-json", "[" * (MAX_FRAME - 100), "invalid_json"),
+    # A lone UTF-16 surrogate cannot be stored (PostgreSQL text is UTF-8): refused at the
+    # door, never handed to the writer, where it would fail the whole batch.
+    (
+        "lone-surrogate",
+        '{"type": "message", "client_id": "bad-1", "text": "a\\ud800b"}',
+        "invalid_json",
+    ),
+    ("nan", '{"type": "receipt", "seq": NaN}', "invalid_json"),
+    ("huge-integer", {"type": "receipt", "seq": 10**30}, "invalid_field"),
     ("json-array", '[{"type": "message"}]', "invalid_frame"),
     ("json-string", '"message"', "invalid_frame"),
     ("json-null", "null", "invalid_frame"),

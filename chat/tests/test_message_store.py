@@ -157,3 +157,27 @@ def test_first_messages_open_conversations_in_one_batch(db, django_assert_num_qu
             _conversations_open(
                 [item(v, f"m{n}", department_id=sales.pk) for n, v in enumerate(batch)]
             )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_the_database_refuses_spoils_nothing_else_in_its_batch(workspace):
+    """The writer's batch fails whole when one item cannot be stored (here a lone
+    surrogate, which UTF-8 cannot encode; the sockets refuse it before, this is the
+    writer's own guard): it is retried item by item, and only that item is refused."""
+    from chat.writer import _write
+
+    c = ConversationFactory(visitor__workspace=workspace)
+    other = ConversationFactory(visitor__workspace=workspace)
+    items = [
+        visitor_item(c, "w-1", "first"),
+        visitor_item(other, "w-2", "a\ud800b"),
+        visitor_item(c, "w-3", "third"),
+    ]
+    results, events = _write(items)
+    assert [r.error.code if r.error else None for r in results] == [None, "not_stored", None]
+    stored = Message.objects.filter(conversation=c).order_by("seq")
+    assert list(stored.values_list("seq", "text")) == [(1, "first"), (2, "third")]
+    assert not Message.objects.filter(conversation=other).exists()
+    other.refresh_from_db()
+    assert other.last_seq == 0
+    assert {e[1]["message"]["client_id"] for e in events} == {"w-1", "w-3"}
