@@ -17,7 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    close_old_connections,
+    transaction,
+)
 
 from .errors import ChatError
 from .message_store import Event, NewMessage, Stored, messages_store
@@ -58,8 +64,10 @@ def _write_one(item: NewMessage) -> tuple[list[Stored], list[Event]]:
         except IntegrityError:
             if attempt == 2:
                 raise
-        except (DatabaseError, ValueError):
-            # Only this item's sender hears of it; nothing of it was kept.
+        except (DataError, ValueError):
+            # This item's own data (a value the column or the UTF-8 encoding refuses):
+            # only its sender hears of it, nothing of it was kept. An outage
+            # (OperationalError) still fails the batch, and its senders resend.
             log.exception("a message the database refused (client id %r)", item.client_id)
             break
     return [Stored(error=ChatError("not_stored", "The message could not be stored."))], []

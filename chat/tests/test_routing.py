@@ -5,8 +5,9 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -14,7 +15,8 @@ from accounts.models import AgentConnection, Presence, RoutingRule, RoutingStrat
 from accounts.tests.factories import AgentFactory, WorkspaceFactory
 from chat import routing, services
 from chat.errors import ChatError
-from chat.models import Conversation, ConversationEvent, ConversationStatus, EventKind
+from chat.message_store import NewMessage, messages_store
+from chat.models import Conversation, ConversationEvent, ConversationStatus, EventKind, SenderKind
 from chat.tests.factories import VisitorFactory
 
 pytestmark = pytest.mark.django_db
@@ -520,32 +522,30 @@ def test_presence_is_validated(workspace):
 # --- many at once: a writer batch -------------------------------------------------------------
 
 
-def test_a_batch_of_first_messages_is_routed_with_one_lock_and_one_candidates_read(workspace):
-    """Seven visitors' first messages in one writer batch: round robin over the agents'
-    free slots (capacity 2 and 3), the other two queued; the routing reads are taken once
-    for the batch, not once per conversation."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from chat.message_store import NewMessage, messages_store
-    from chat.models import SenderKind
-
-    a = agent_in(workspace, max_concurrent_chats=2)
-    b = agent_in(workspace, max_concurrent_chats=3)
-    visitors = [VisitorFactory(workspace=workspace) for _ in range(7)]
-    items = [
+def first_messages(workspace, visitors, tag: str) -> list[NewMessage]:
+    """Each visitor's first message, as the sockets hand them to the writer."""
+    return [
         NewMessage(
             conversation_id=None,
             workspace_id=workspace.pk,
             sender_kind=SenderKind.VISITOR,
-            client_id=f"first-{n}",
+            client_id=f"{tag}-{n}",
             text="hello",
             visitor_id=v.pk,
         )
         for n, v in enumerate(visitors)
     ]
+
+
+def test_a_batch_of_first_messages_is_routed_with_one_lock_and_one_candidates_read(workspace):
+    """Seven visitors' first messages in one writer batch: round robin over the agents'
+    free slots (capacity 2 and 3), the other two queued; the routing reads are taken once
+    for the batch, not once per conversation."""
+    a = agent_in(workspace, max_concurrent_chats=2)
+    b = agent_in(workspace, max_concurrent_chats=3)
+    visitors = [VisitorFactory(workspace=workspace) for _ in range(7)]
     with CaptureQueriesContext(connection) as ctx, transaction.atomic():
-        results, _ = messages_store(items)
+        results, _ = messages_store(first_messages(workspace, visitors, "first"))
     assert all(r.error is None for r in results)
     sql = [q["sql"] for q in ctx.captured_queries]
     assert sum("pg_advisory_xact_lock" in q for q in sql) == 1
@@ -570,12 +570,6 @@ def test_a_batch_asks_who_served_its_visitors_once_and_never_for_new_ones(worksp
     """Sticky routing in a writer batch: a new visitor has no previous agent (no query);
     returning visitors whose conversations reopen unassigned are answered by one query for
     the batch, and go back to the agent who served them."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from chat.message_store import NewMessage, messages_store
-    from chat.models import SenderKind
-
     workspace.routing_sticky = True
     workspace.save()
     a = agent_in(workspace, max_concurrent_chats=10)
@@ -594,26 +588,13 @@ def test_a_batch_asks_who_served_its_visitors_once_and_never_for_new_ones(worksp
         )
     new = [VisitorFactory(workspace=workspace) for _ in range(4)]
 
-    def first_messages(visitors, tag):
-        return [
-            NewMessage(
-                conversation_id=None,
-                workspace_id=workspace.pk,
-                sender_kind=SenderKind.VISITOR,
-                client_id=f"{tag}-{n}",
-                text="hello",
-                visitor_id=v.pk,
-            )
-            for n, v in enumerate(visitors)
-        ]
-
     with CaptureQueriesContext(connection) as ctx, transaction.atomic():
-        results, _ = messages_store(first_messages(new, "new"))
+        results, _ = messages_store(first_messages(workspace, new, "new"))
     assert all(r.error is None for r in results)
     assert not [q for q in ctx.captured_queries if 'AS "previous"' in q["sql"]]
 
     with CaptureQueriesContext(connection) as ctx, transaction.atomic():
-        results, _ = messages_store(first_messages(returning, "back"))
+        results, _ = messages_store(first_messages(workspace, returning, "back"))
     assert all(r.error is None for r in results)
     assert len([q for q in ctx.captured_queries if 'AS "previous"' in q["sql"]]) == 1
     reopened = Conversation.objects.filter(visitor__in=returning, status=ConversationStatus.OPEN)

@@ -645,9 +645,9 @@ def test_query_count_first_visitor_message_does_not_grow_with_agents(
     # Opening and routing: the blocklist (cached 5 s after this), the visitor lock, their
     # conversations, the conversation insert, routing rules, the workspace's routing lock,
     # candidates with their loads (one query, whatever their number), the automatic-reply
-    # rules (cached 30 s after this), and the batch: messages,
-    # the agent's turn, the timeline event, the conversation with its assignee. Not
-    # sticky's previous agent: a visitor who had no conversation had none.
+    # rules (cached 30 s after this), and the batch: messages, the agent's turn, the
+    # timeline event, the conversation with its assignee. Not sticky's previous agent: a
+    # visitor who had no conversation had none.
     with django_assert_num_queries(17):
         send(visitor, "first")
     other = VisitorFactory(workspace=workspace)
