@@ -8,10 +8,12 @@ number and heartbeats tell it when it is behind.
 
 import asyncio
 import logging
+import os
+import threading
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -47,6 +49,14 @@ def remember_event_loop() -> None:
     _main_loop = asyncio.get_running_loop()
 
 
+async def _layer_call(layer, to: str, event: dict) -> None:
+    """``to`` is a group, or one socket's channel name when it starts with ``channel:``."""
+    if to.startswith("channel:"):
+        await layer.send(to.removeprefix("channel:"), event)
+    else:
+        await layer.group_send(to, event)
+
+
 class _Outbox:
     """The worker threads' broadcasts, sent on the server's loop one after another in the
     order they were committed. A task runs only while there is something to send."""
@@ -55,8 +65,8 @@ class _Outbox:
         self.pending: deque[tuple[str, dict]] = deque()
         self.sending = False
 
-    def put(self, group: str, event: dict) -> None:  # on the loop
-        self.pending.append((group, event))
+    def put(self, to: str, event: dict) -> None:  # on the loop
+        self.pending.append((to, event))
         if not self.sending:
             self.sending = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -65,12 +75,12 @@ class _Outbox:
         layer = get_channel_layer()
         try:
             while self.pending:
-                group, event = self.pending.popleft()
+                to, event = self.pending.popleft()
                 try:
-                    await layer.group_send(group, event)
+                    await _layer_call(layer, to, event)
                 except Exception:
                     log.exception(
-                        "broadcast to %s failed (clients will resync): %s", group, event["type"]
+                        "broadcast to %s failed (clients will resync): %s", to, event["type"]
                     )
         finally:
             self.sending = False
@@ -79,7 +89,7 @@ class _Outbox:
 _outboxes: dict[int, tuple[asyncio.AbstractEventLoop, _Outbox]] = {}
 
 
-def _outbox_put(group: str, event: dict) -> None:
+def _outbox_put(to: str, event: dict) -> None:
     loop = asyncio.get_running_loop()
     entry = _outboxes.get(id(loop))
     if entry is None or entry[0] is not loop:
@@ -87,10 +97,11 @@ def _outbox_put(group: str, event: dict) -> None:
             if old.is_closed():
                 del _outboxes[key]
         entry = _outboxes[id(loop)] = (loop, _Outbox())
-    entry[1].put(group, event)
+    entry[1].put(to, event)
 
 
-def _send(group: str, event: dict[str, Any]) -> None:
+def _send(to: str, event: dict[str, Any]) -> None:
+    """Send ``event`` to ``to`` (see :func:`_layer_call`) from synchronous code."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -102,15 +113,41 @@ def _send(group: str, event: dict[str, Any]) -> None:
         # The in-memory layer is not thread-safe, and a private loop per call would not
         # reach its sockets.
         try:
-            loop.call_soon_threadsafe(_outbox_put, group, event)
+            loop.call_soon_threadsafe(_outbox_put, to, event)
             return
         except RuntimeError:  # the loop closed meanwhile
             pass
     try:  # no server loop in this process (Celery worker, management command)
-        async_to_sync(layer.group_send)(group, event)
+        run_on_layer_loop(_layer_call(layer, to, event))
     except Exception:
         # The data is committed; clients catch up by sequence number. Say so loudly.
-        log.exception("broadcast to %s failed (clients will resync): %s", group, event["type"])
+        log.exception("broadcast to %s failed (clients will resync): %s", to, event["type"])
+
+
+def send_to_socket(channel_name: str, event: dict[str, Any]) -> None:
+    """Send ``event`` to one consumer (an agent's socket) from synchronous code."""
+    _send(f"channel:{channel_name}", event)
+
+
+_layer_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+_layer_loop_lock = threading.Lock()
+
+
+def run_on_layer_loop(coro: Coroutine, timeout: float = 10.0) -> Any:
+    """Run a channel-layer call from a process with no server loop; wait for its result.
+
+    One event loop, on a thread of its own, serves the whole process (per pid: a forked
+    Celery child starts its own). ``async_to_sync`` would run each call on a new loop, and
+    the Redis layers keep their connections per loop: a new Redis connection per event.
+    """
+    global _layer_loop
+    with _layer_loop_lock:
+        if _layer_loop is None or _layer_loop[0] != os.getpid() or _layer_loop[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="channel-layer", daemon=True).start()
+            _layer_loop = (os.getpid(), loop)
+        loop = _layer_loop[1]
+    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
 
 def broadcast_on_commit(group: str, event: dict[str, Any]) -> None:

@@ -33,8 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import translation
@@ -44,6 +42,7 @@ from accounts.models import AgentProfile, BotMode, Workspace
 from accounts.selectors import workspace_has_agents_online
 from chat.errors import ChatError
 from chat.models import Conversation, Message, SenderKind
+from chat.realtime import send_to_socket
 from chat.services import bot_message_send, conversation_handoff
 
 from .breaker import breaker_allow, breaker_record
@@ -468,16 +467,6 @@ def human_requested(*, visitor) -> Message | None:
 # --- agent-assist -------------------------------------------------------------------------------
 
 
-def _send_to_channel(channel_name: str, event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.send)(channel_name, event)
-    except Exception:
-        log.exception("could not deliver a suggestion to %s", channel_name)
-
-
 def assist_suggest(*, agent_id: int, conversation_id: int, channel_name: str) -> BotDecision | None:
     """Compute a suggested reply and send it to the asking agent's socket only.
 
@@ -544,5 +533,5 @@ def assist_suggest(*, agent_id: int, conversation_id: int, channel_name: str) ->
     decision.confidence = frame["confidence"]
     decision.duration_ms = round((time.monotonic() - started) * 1000)
     decision.save()
-    _send_to_channel(channel_name, frame)
+    send_to_socket(channel_name, frame)
     return decision

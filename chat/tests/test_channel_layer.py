@@ -94,3 +94,30 @@ async def test_idle_sockets_still_get_events_and_answer_pings(workspace, agent):
     assert (await receive_until(agent_comm, "pong"))["last_message_id"] >= ack["message_id"]
     await visitor.disconnect()
     await agent_comm.disconnect()
+
+
+def test_a_process_without_a_server_loop_broadcasts_over_one_connection():
+    """A Celery worker sends every event on one loop, so over the same Redis connection.
+
+    ``async_to_sync`` would start a loop per event, and the layer opens its connections
+    per loop: a Redis connection (and its handshake) for every bot answer.
+    """
+    import redis
+
+    from chat import realtime
+
+    layer = get_channel_layer()
+    group = f"test-one-loop-{id(layer)}"
+    channel = realtime.run_on_layer_loop(layer.new_channel())
+    realtime.run_on_layer_loop(layer.group_add(group, channel))
+    stats = redis.Redis.from_url(settings.REDIS_URL)
+    before = stats.info("stats")["total_connections_received"]
+
+    for n in range(20):
+        realtime._send(group, {"type": "test.event", "n": n})
+    realtime.send_to_socket(channel, {"type": "test.event", "n": 20})
+
+    got = [realtime.run_on_layer_loop(layer.receive(channel))["n"] for _ in range(21)]
+    assert got == list(range(21))
+    assert stats.info("stats")["total_connections_received"] - before <= 1
+    realtime.run_on_layer_loop(layer.group_discard(group, channel))
