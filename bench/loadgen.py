@@ -11,7 +11,9 @@ client connections and keeps exact records:
 * agent deliveries: client_id -> wall time the FIRST agent socket of this worker saw it,
   and how many agent sockets saw it (the parent takes the minimum over workers and sums
   the counts, so fan-out to every agent and to the assignee only are both measured);
-* agent replies and their arrival at the visitor.
+* agent replies and their arrival at the visitor;
+* bot messages at the visitor: their client_id (``bot-<question's message id>``), the
+  wall time and the text.
 
 Wall-clock times (``time.time``) are compared across processes: all of them run on the
 same machine and clock. Latencies measured within one process use ``perf_counter``.
@@ -145,6 +147,7 @@ class Worker:
         self.agent_recv: dict[str, list] = {}  # client_id -> [first wall time, count]
         self.visitor_recv: dict[str, float] = {}  # agent reply client_id -> wall time
         self.reply_sent: dict[str, float] = {}
+        self.bot_recv: dict[str, tuple] = {}  # bot message client_id -> (wall time, text)
         self.errors: Counter = Counter()
         self.refused: list[str] = []
         self.reply_pct = 0
@@ -281,10 +284,12 @@ class Worker:
                     self._ack(frame)
                 elif kind == "message":
                     message = frame.get("message") or {}
-                    if message.get("sender") == "agent":
-                        cid = message.get("client_id")
-                        if cid not in self.visitor_recv:
-                            self.visitor_recv[cid] = time.time()
+                    sender = message.get("sender")
+                    cid = message.get("client_id")
+                    if sender == "agent" and cid not in self.visitor_recv:
+                        self.visitor_recv[cid] = time.time()
+                    elif sender == "bot" and cid not in self.bot_recv:
+                        self.bot_recv[cid] = (time.time(), message.get("text", ""))
                 elif kind == "pong":
                     v.pongs += 1
                     v.ping_at = 0.0
@@ -513,10 +518,11 @@ class Worker:
             "agent_recv": self.agent_recv,
             "visitor_recv": self.visitor_recv,
             "reply_sent": self.reply_sent,
+            "bot_recv": self.bot_recv,
             "refused": self.refused,
             "errors": dict(self.errors),
         }
-        self.acks, self.agent_recv, self.visitor_recv = [], {}, {}
+        self.acks, self.agent_recv, self.visitor_recv, self.bot_recv = [], {}, {}, {}
         self.reply_sent, self.refused = {}, []
         return out
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -82,6 +83,18 @@ PROFILES = {
             "concurrency": 20,
             "settle": 2,
         },
+        "bot": {
+            "visitors": 20,
+            "duration": 2,
+            "latency": 0.5,
+            "drain": 20,
+            "heartbeat": 20,
+            "text_size": 60,
+            "ramp_deadline": 20,
+            "connect_timeout": 10,
+            "concurrency": 20,
+            "settle": 2,
+        },
         "saturation": {
             "visitors": 640,
             "agents": 5,
@@ -131,6 +144,18 @@ PROFILES = {
             "size": 100 * 1024,
             "timeout": 30,
             "drain": 10,
+            "ramp_deadline": 30,
+            "connect_timeout": 20,
+            "concurrency": 50,
+            "settle": 5,
+        },
+        "bot": {
+            "visitors": 200,
+            "duration": 20,
+            "latency": 0.5,
+            "drain": 60,
+            "heartbeat": 20,
+            "text_size": 60,
             "ramp_deadline": 30,
             "connect_timeout": 20,
             "concurrency": 50,
@@ -316,7 +341,8 @@ def _die_with_parent() -> None:
 
 
 class Stack:
-    """N server processes, one port each; stopped with SIGTERM, then SIGKILL after a deadline."""
+    """N server processes, one port each (or workers with a ready line in their log);
+    stopped with SIGTERM, then SIGKILL after a deadline."""
 
     def __init__(
         self,
@@ -326,14 +352,16 @@ class Stack:
         env: dict,
         cwd: Path,
         logdir: Path,
+        ready_line: str | None = None,
     ) -> None:
         self.name, self.commands, self.ports = name, commands, ports
         self.env, self.cwd, self.logdir = env, cwd, logdir
+        self.ready_line = ready_line
         self.procs: list[subprocess.Popen] = []
 
     def start(self, timeout: float = 90) -> None:
         for i, cmd in enumerate(self.commands):
-            out = (self.logdir / f"{self.name}-{i}.log").open("w")
+            out = self._log(i).open("w")
             self.procs.append(
                 subprocess.Popen(
                     cmd,
@@ -346,22 +374,30 @@ class Stack:
                 )
             )
         deadline = time.monotonic() + timeout
-        for port, proc in zip(self.ports, self.procs, strict=True):
-            while True:
+        for i, proc in enumerate(self.procs):
+            while not self._ready(i):
                 if proc.poll() is not None:
                     raise SystemExit(
-                        f"{self.name} server on port {port} exited "
-                        f"(code {proc.returncode}); see {self.logdir}"
+                        f"{self.name} process {i} exited (code {proc.returncode}); "
+                        f"see {self._log(i)}"
                     )
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"{self.name} on port {port}: no /healthz in {timeout} s")
+                    raise SystemExit(f"{self.name} process {i} not ready in {timeout} s")
                 time.sleep(0.2)
+
+    def _log(self, i: int) -> Path:
+        return self.logdir / f"{self.name}-{i}.log"
+
+    def _ready(self, i: int) -> bool:
+        """A server answers /healthz on its port; a worker has written ``ready_line``."""
+        if self.ready_line is not None:
+            return self.ready_line in self._log(i).read_text(errors="replace")
+        url = f"http://127.0.0.1:{self.ports[i]}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
 
     @property
     def pids(self) -> list[int]:
@@ -431,6 +467,23 @@ def ours_commands(args, ports: list[int]) -> tuple[list[list[str]], str]:
         ]
         for p in ports
     ], label
+
+
+BOT_ANSWER = "The bench provider's answer."
+
+
+def celery_commands(args, run_id: str) -> tuple[list[list[str]], str]:
+    """The Celery worker of the bot scenario, as production starts it (docker-compose.yml)."""
+    cmd = [str(VENV / "bin" / "celery"), "-A", "helpdesk", "worker", "-l", "info"]
+    cmd += ["-n", f"bench-{run_id}@%h", "--without-gossip", "--without-mingle"]
+    label = "celery worker (production command)"
+    if args.celery_pool:
+        cmd += ["--pool", args.celery_pool]
+        label = f"celery worker --pool {args.celery_pool}"
+    if args.celery_concurrency:
+        cmd += ["--concurrency", str(args.celery_concurrency)]
+        label += f" --concurrency {args.celery_concurrency}"
+    return [cmd], label
 
 
 def ours_spec(ports: list[int], seeded: dict, compression: str | None = "deflate") -> dict:
@@ -576,7 +629,14 @@ def table(res: dict) -> str:
         )
     bo = sc.get("bot")
     if bo:
-        rows.append(("ours bot", f"questions {bo['questions']}  ({bo.get('skipped', '')})"))
+        rows.append(
+            (
+                "ours bot",
+                f"questions {_f(bo['questions'])}  answered {_f(bo['answered'])}  question->"
+                f"answer p50 {_f(bo['p50_ms'])} p99 {_f(bo['p99_ms'])} ms (provider latency "
+                f"{_f(bo['provider_latency_ms'])} ms)  {bo['worker']}",
+            )
+        )
     for name, sat in (
         ("ours", sc.get("saturation")),
         ("limit", res["baselines"].get("limit", {}).get("saturation")),
@@ -732,6 +792,15 @@ def parse_args():
         action="store_true",
         help="py-spy profiles of our servers during the connection ramp and the chat scenario",
     )
+    parser.add_argument(
+        "--celery-pool",
+        choices=["prefork", "threads", "solo"],
+        default="",
+        help="the bot scenario's Celery pool (default: as the production command)",
+    )
+    parser.add_argument(
+        "--celery-concurrency", type=int, default=0, help="(default: as the production command)"
+    )
     parser.add_argument("--pg-host", default="127.0.0.1")
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-user", default="postgres")
@@ -772,7 +841,7 @@ def main() -> int:
     ensure_requirements()
     sys.path.insert(0, str(BENCH))
     from loadgen import raise_nofile
-    from scenarios import Probe, Target, chat, connections, files, saturation
+    from scenarios import Probe, Target, bot, chat, connections, files, saturation
 
     nofile = raise_nofile()  # the servers inherit it
     profile = PROFILES["quick" if args.quick else "full"]
@@ -828,11 +897,22 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    fake = None
     try:
         # --- ours ---
         ports = free_ports(args.workers)
         commands, label = ours_commands(args, ports)
         result["server"] = label
+        bot_seed = []
+        if "bot" in wanted:
+            # The test AI provider: a real HTTP server on loopback, in this process, that
+            # waits the scenario's fixed latency and then answers.
+            sys.path.insert(0, str(ROOT))
+            from knowledge.tests.fake_openai import Behaviour, FakeOpenAI
+
+            fake = FakeOpenAI().start()
+            fake.default = Behaviour("slow", BOT_ANSWER, profile["bot"]["latency"])
+            bot_seed = ["--bot-provider-url", fake.url("bench")]
         seed = subprocess.run(
             [
                 str(PY),
@@ -840,6 +920,7 @@ def main() -> int:
                 "--agents",
                 str(agents_needed),
                 *[a for p in ports for a in ("--origin", f"http://127.0.0.1:{p}")],
+                *bot_seed,
             ],
             cwd=ROOT,
             env=env,
@@ -879,13 +960,37 @@ def main() -> int:
             log("ours: files")
             sc["files"] = files(target, profile["files"], f"{run_id}f-")
         if "bot" in wanted:
-            sc["bot"] = {
-                "questions": 0,
-                "answered": 0,
-                "p50_ms": None,
-                "p99_ms": None,
-                "skipped": "no bot yet",
+            commands, worker_label = celery_commands(args, run_id)
+            celery = Stack("celery", commands, [], env, ROOT, logdir, ready_line=" ready.")
+            stacks.append(celery)
+            celery.start()
+            banner = re.search(r"concurrency: (\d+) \((\w+)\)", celery._log(0).read_text())
+            if banner:
+                worker_label += f": {banner[2]} pool x{banner[1]}"
+            log(f"ours: bot ({worker_label})")
+            # The servers and the worker: CPU and profiles of both.
+            bot_profiler = Profiler(stack.pids + celery.pids, logdir) if args.profile else None
+            bot_target = Target(
+                "ours",
+                spec,
+                Probe(stack.pids + celery.pids),
+                args.loadgen_workers,
+                target.stored,
+                bot_profiler,
+            )
+            worker_probe = Probe(celery.pids)
+            worker_cpu0 = worker_probe.cpu_s()
+            sc["bot"] = bot(
+                bot_target, profile["bot"], f"{run_id}b-", seeded["bot"]["widget_key"], BOT_ANSWER
+            ) | {
+                "worker": worker_label,
+                "worker_cpu_s": round(worker_probe.cpu_s() - worker_cpu0, 2),
+                "worker_rss_mb": round(worker_probe.rss_kb() / 1024, 1),
+                "provider_calls": len(fake.calls()),
             }
+            if bot_profiler:
+                result.setdefault("profiles", {}).update(bot_profiler.collect())
+            celery.stop(grace=10)
         if "saturation" in wanted:
             log("ours: saturation")
             sc["saturation"] = saturation(target, profile["saturation"], f"{run_id}s")
@@ -956,6 +1061,8 @@ def main() -> int:
     finally:
         for s in stacks:
             s.stop()
+        if fake is not None:
+            fake.stop()
         shutil.rmtree(media, ignore_errors=True)
 
     ours_rate = result["scenarios"].get("saturation", {}).get("max_rate")

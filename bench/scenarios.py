@@ -259,12 +259,14 @@ class Ledger:
     """Everything the workers saw for one batch of messages, merged."""
 
     reply_pct: int = 0
+    bot: bool = False  # questions to the bot: complete when the bot has answered each
     sent: dict[str, float] = field(default_factory=dict)  # visitor messages: cid -> wall
     acks: dict[str, tuple] = field(default_factory=dict)  # cid -> (ack_ms, message_id)
     agent_first: dict[str, float] = field(default_factory=dict)
     agent_count: Counter = field(default_factory=Counter)
     visitor_recv: dict[str, float] = field(default_factory=dict)
     reply_sent: dict[str, float] = field(default_factory=dict)
+    bot_recv: dict[str, tuple] = field(default_factory=dict)  # bot client_id -> (wall, text)
     refused: set[str] = field(default_factory=set)
     errors: Counter = field(default_factory=Counter)
 
@@ -281,6 +283,8 @@ class Ledger:
                 prev = self.visitor_recv.get(cid)
                 self.visitor_recv[cid] = t if prev is None else min(prev, t)
             self.reply_sent.update(r["reply_sent"])
+            for cid, seen in r["bot_recv"].items():
+                self.bot_recv.setdefault(cid, tuple(seen))
             self.refused.update(r["refused"])
             errors.update(r["errors"])
         self.errors = errors  # the workers report cumulative counts
@@ -290,7 +294,14 @@ class Ledger:
             f"{c}r" for c in self.agent_first if c in self.sent and should_reply(c, self.reply_pct)
         }
 
+    def bot_answer(self, cid: str) -> tuple | None:
+        """(wall time, text) of the bot's message answering question ``cid``, if it came."""
+        ack = self.acks.get(cid)
+        return self.bot_recv.get(f"bot-{ack[1]}") if ack else None
+
     def complete(self) -> bool:
+        if self.bot:
+            return all(c in self.refused or self.bot_answer(c) for c in self.sent)
         for cid in self.sent:
             if cid not in self.refused and (cid not in self.acks or cid not in self.agent_first):
                 return False
@@ -523,6 +534,74 @@ def files(target: Target, p: dict, tag: str) -> dict:
         "messages_delivered": s["delivered"],
         "messages_lost": s["lost"],
         "cpu": cpu,
+    }
+
+
+# --- bot --------------------------------------------------------------------------------------
+
+
+def bot(target: Target, p: dict, tag: str, widget_key: str, answer: str) -> dict:
+    """Visitors of the bot workspace ask one question each, spread over ``duration``.
+
+    The bot answers through Celery, asking the fake provider, which waits ``latency``
+    seconds and answers ``answer``. Measured: question written -> the bot's message on the
+    visitor's socket. An answer with another text (a hand-off) is not counted as answered.
+    """
+    v = p["visitors"]
+    spec = _spec(
+        target,
+        max_seconds=p["ramp_deadline"] + p["duration"] + p["drain"] + 120,
+        conns_per_port=math.ceil(v / len(target.spec["ports"])),
+        force_src=0,
+        agents=0,
+    ) | {"widget_key": widget_key}
+    target.probe.settle(p["settle"])
+    with LoadGen(spec, target.workers) as lg:
+        ramp = _connect(lg, list(range(v)), heartbeat=p["heartbeat"], p=p)
+        meter = Meter(target.probe, Probe(lg.pids))
+        if target.on_load:
+            target.on_load("bot", p["duration"] + p["latency"] + 1)
+        ledger, lag = _send(
+            lg,
+            list(range(v)),
+            rate_per_visitor=1.0 / p["duration"],  # one question per visitor
+            duration=p["duration"],
+            tag=tag,
+            reply_pct=0,
+            text_size=p["text_size"],
+        )
+        ledger.bot = True
+        drained = ledger.drain(lg, p["drain"])
+        cpu = meter.read()
+    stored = target.stored(tag) if target.stored else set()
+    answers = {c: ledger.bot_answer(c) for c in ledger.sent}
+    answered = {c: a for c, a in answers.items() if a and a[1] == answer}
+    other = {c for c, a in answers.items() if a and a[1] != answer}
+    ms = [(a[0] - ledger.sent[c]) * 1000 for c, a in answered.items()]
+    latency_ms = p["latency"] * 1000
+    return {
+        "questions": len(ledger.sent),
+        "answered": len(answered),
+        "p50_ms": _r(percentile(ms, 50)),
+        "p99_ms": _r(percentile(ms, 99)),
+        # extras
+        "provider_latency_ms": latency_ms,
+        "overhead_p50_ms": _r(percentile(ms, 50) - latency_ms if ms else None),
+        "overhead_p99_ms": _r(percentile(ms, 99) - latency_ms if ms else None),
+        "max_ms": _r(max(ms, default=None)),
+        "acked": sum(1 for c in ledger.sent if c in ledger.acks),
+        "stored": len(set(ledger.sent) & stored),
+        "other_bot_messages": len(other),
+        "unanswered": len(ledger.sent) - len(answered) - len(other),
+        "refused": len(set(ledger.sent) & ledger.refused),
+        "questions_per_s": _r(len(ledger.sent) / p["duration"]),
+        "visitors": v,
+        "connect_failed": ramp["failed"],
+        "duration_s": p["duration"],
+        "drain_s": _r(drained, 2),
+        "errors": dict(ledger.errors),
+        "cpu": cpu,
+        **lag,
     }
 
 

@@ -37,10 +37,18 @@ from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.contrib.sessions.models import Session  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from accounts.models import AgentConnection, AgentProfile, Presence, Workspace  # noqa: E402
+from accounts.models import (  # noqa: E402
+    AgentConnection,
+    AgentProfile,
+    BotMode,
+    Presence,
+    Workspace,
+)
 from chat.models import Attachment, Conversation, Message, PageView, Visitor  # noqa: E402
+from knowledge.models import AIProvider, Article  # noqa: E402
 
 WORKSPACE_NAME = "Bench workspace"
+BOT_WORKSPACE_NAME = "Bench bot workspace"
 AGENT_PREFIX = "bench-agent-"
 
 
@@ -92,16 +100,49 @@ def seed(*, agents: int, origins: list[str]) -> dict:
     return {"widget_key": workspace.widget_key, "workspace_id": workspace.pk, "agents": out}
 
 
+@transaction.atomic
+def seed_bot(*, origins: list[str], provider_url: str, timeout: float) -> dict:
+    """A workspace whose bot answers first, with no agents, no articles and one provider.
+
+    With an empty knowledge base every question goes through Celery to the provider at
+    ``provider_url`` (the fake OpenAI server the bench runs, with its fixed latency).
+    """
+    workspace, _ = Workspace.objects.get_or_create(name=BOT_WORKSPACE_NAME)
+    workspace.allowed_origins = "\n".join(origins)
+    workspace.bot_mode = BotMode.ANSWER_FIRST
+    workspace.save()
+    Article.objects.filter(workspace=workspace).delete()
+    AIProvider.objects.filter(workspace=workspace).delete()
+    AIProvider.objects.create(
+        workspace=workspace,
+        name="bench-fake",
+        base_url=provider_url,
+        model="bench-model",
+        api_key="sk-bench-not-a-secret",
+        timeout_seconds=timeout,
+    )
+    return {"widget_key": workspace.widget_key, "workspace_id": workspace.pk}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--origin", action="append", default=[])
+    parser.add_argument("--bot-provider-url", help="seed the bot workspace with this provider")
+    parser.add_argument("--bot-provider-timeout", type=float, default=10.0)
     args = parser.parse_args()
     name = settings.DATABASES["default"]["NAME"]
     if not str(name).startswith("helpdesk_bench"):
         sys.exit(f"seed.py refuses to reset database {name!r}: not a bench database")
     _truncate()
-    print(json.dumps(seed(agents=args.agents, origins=args.origin)))
+    seeded = seed(agents=args.agents, origins=args.origin)
+    if args.bot_provider_url:
+        seeded["bot"] = seed_bot(
+            origins=args.origin,
+            provider_url=args.bot_provider_url,
+            timeout=args.bot_provider_timeout,
+        )
+    print(json.dumps(seeded))
 
 
 if __name__ == "__main__":

@@ -212,6 +212,12 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The tasks wait on AI providers and the database, not on the CPU: threads, many per
+# process. The bench's bot scenario (docs/performance.md): with prefork and one child per
+# core, questions queued behind a slow provider. The threads pool enforces no task time
+# limits; every wait in the tasks has its own bound (provider timeouts, ask_all).
+CELERY_WORKER_POOL = env.str("HELPDESK_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int("HELPDESK_WORKER_CONCURRENCY", default=16)
 # Producers and workers of one deployment share it; tests give each run its own.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 
