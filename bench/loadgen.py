@@ -36,6 +36,7 @@ import uuid
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -148,6 +149,9 @@ class Worker:
         self.visitor_recv: dict[str, float] = {}  # agent reply client_id -> wall time
         self.reply_sent: dict[str, float] = {}
         self.bot_recv: dict[str, tuple] = {}  # bot message client_id -> (wall time, text)
+        # stored (the message's created_at) -> first received, ms: the split of the latency
+        # into before and after the database, for agents (visitor messages) and visitors
+        self.after_store: dict[str, list[float]] = {"agent": [], "visitor": []}
         self.errors: Counter = Counter()
         self.refused: list[str] = []
         self.reply_pct = 0
@@ -288,6 +292,7 @@ class Worker:
                     cid = message.get("client_id")
                     if sender == "agent" and cid not in self.visitor_recv:
                         self.visitor_recv[cid] = time.time()
+                        self._after_store("visitor", message)
                     elif sender == "bot" and cid not in self.bot_recv:
                         self.bot_recv[cid] = (time.time(), message.get("text", ""))
                 elif kind == "pong":
@@ -315,6 +320,7 @@ class Worker:
                     seen = self.agent_recv.get(cid)
                     if seen is None:
                         self.agent_recv[cid] = [time.time(), 1]
+                        self._after_store("agent", message)
                     else:
                         seen[1] += 1
                     if should_reply(cid, self.reply_pct) and self._designated(a, frame):
@@ -332,6 +338,13 @@ class Worker:
             self.errors["agent_reader_crash"] += 1
         finally:
             a.closed = True
+
+    def _after_store(self, side: str, message: dict) -> None:
+        try:
+            stored = datetime.fromisoformat(message["created_at"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return
+        self.after_store[side].append((time.time() - stored) * 1000)
 
     def _designated(self, a: Agent, frame: dict) -> bool:
         """Exactly one bench agent answers: the assignee, else conversation_id % agents."""
@@ -519,10 +532,12 @@ class Worker:
             "visitor_recv": self.visitor_recv,
             "reply_sent": self.reply_sent,
             "bot_recv": self.bot_recv,
+            "after_store": self.after_store,
             "refused": self.refused,
             "errors": dict(self.errors),
         }
         self.acks, self.agent_recv, self.visitor_recv, self.bot_recv = [], {}, {}, {}
+        self.after_store = {"agent": [], "visitor": []}
         self.reply_sent, self.refused = {}, []
         return out
 

@@ -267,6 +267,7 @@ class Ledger:
     visitor_recv: dict[str, float] = field(default_factory=dict)
     reply_sent: dict[str, float] = field(default_factory=dict)
     bot_recv: dict[str, tuple] = field(default_factory=dict)  # bot client_id -> (wall, text)
+    after_store: dict[str, list] = field(default_factory=lambda: {"agent": [], "visitor": []})
     refused: set[str] = field(default_factory=set)
     errors: Counter = field(default_factory=Counter)
 
@@ -285,6 +286,8 @@ class Ledger:
             self.reply_sent.update(r["reply_sent"])
             for cid, seen in r["bot_recv"].items():
                 self.bot_recv.setdefault(cid, tuple(seen))
+            for side, values in r["after_store"].items():
+                self.after_store[side] += values
             self.refused.update(r["refused"])
             errors.update(r["errors"])
         self.errors = errors  # the workers report cumulative counts
@@ -361,6 +364,11 @@ class Ledger:
             "a2v_p50_ms": _r(percentile(a2v, 50)),
             "a2v_p95_ms": _r(percentile(a2v, 95)),
             "a2v_p99_ms": _r(percentile(a2v, 99)),
+            # from the message's created_at (the writer's batch) to the first receiver
+            "v2a_after_store_p50_ms": _r(percentile(self.after_store["agent"], 50)),
+            "v2a_after_store_p99_ms": _r(percentile(self.after_store["agent"], 99)),
+            "a2v_after_store_p50_ms": _r(percentile(self.after_store["visitor"], 50)),
+            "a2v_after_store_p99_ms": _r(percentile(self.after_store["visitor"], 99)),
             "errors": dict(self.errors),
         }
 

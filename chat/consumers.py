@@ -6,9 +6,11 @@ The frames are documented in docs/protocol.md; ``PROTOCOL_VERSION`` changes when
 changes incompatibly.
 """
 
+import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -60,7 +62,9 @@ from .writer import get_writer
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+# Messages of one socket waiting for their commit (FrameConsumer.store_then).
+MAX_STORES_IN_FLIGHT = 64
 CLOSE_INVALID_KEY = 4004
 CLOSE_UNAUTHORIZED = 4401
 
@@ -119,7 +123,14 @@ class FrameConsumer(AsyncWebsocketConsumer):
         self.hello_done = False
         self._tokens = self.rate_burst
         self._tokens_at = time.monotonic()
+        self._gone = False
+        self._stores: set[asyncio.Task] = set()
+        self._stores_free = asyncio.Semaphore(MAX_STORES_IN_FLIGHT)
         await self.accept()
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        self._gone = True  # stores still in flight are kept, but nobody hears the ack
+        await super().websocket_disconnect(message)
 
     async def send_frame(self, frame: dict) -> None:
         # orjson: ~8x faster than the stdlib on these frames (bench/json_compare.py), the
@@ -209,6 +220,44 @@ class FrameConsumer(AsyncWebsocketConsumer):
         if result.error is not None:
             raise result.error
         return result.message
+
+    async def store_then(self, item: NewMessage, then: Callable[[Any], Awaitable[None]]) -> None:
+        """Hand ``item`` to this process's group-commit writer now, in frame order, and call
+        ``then(message)`` (the ack) once it is committed, or send the error.
+
+        The wait runs in a task of its own: a consumer handles one frame or event at a
+        time, and under load a commit takes a while. Awaited inline, every reply an agent
+        sent stopped their console from receiving anything until it was stored
+        (docs/performance.md). The console's socket uses it; the widget's awaits its
+        (rare) messages, so that its ack precedes what is stored after it. At most
+        MAX_STORES_IN_FLIGHT per socket; past that the socket waits, so a flood cannot
+        grow memory.
+        """
+        await self._stores_free.acquire()
+        future = get_writer().submit(item)
+        task = asyncio.get_running_loop().create_task(self._when_stored(future, item, then))
+        self._stores.add(task)
+        task.add_done_callback(self._stores.discard)
+
+    async def _when_stored(self, future: asyncio.Future, item: NewMessage, then) -> None:
+        try:
+            result = await future
+            if self._gone:
+                return
+            if result.error is not None:
+                log.info("refused message frame: %s", result.error.code)
+                await self.send_error(result.error.code, result.error.message, item.client_id)
+            else:
+                await then(result.message)
+        except Exception:
+            # The writer failed the batch (the database is down): nothing of it was kept
+            # and no ack went out. Close, as an unhandled error in a handler would; the
+            # client resends what was not acked when it reconnects.
+            log.exception("storing message %r failed", item.client_id)
+            if not self._gone:
+                await self.close(code=1011)
+        finally:
+            self._stores_free.release()
 
 
 # --- visitor ----------------------------------------------------------------------------------
@@ -521,20 +570,25 @@ class VisitorConsumer(FrameConsumer):
             attachment_id=frame.get("attachment_id"),
         )
         # Through the writer, the first message too: without a conversation id the batch
-        # finds or opens the visitor's conversation (chat.message_store).
-        message = await self.store_message(
-            NewMessage(
-                conversation_id=self.conversation_id,
-                workspace_id=self.workspace.pk,
-                sender_kind=SenderKind.VISITOR,
-                client_id=client_id,
-                text=text,
-                attachment_id=frame.get("attachment_id"),
-                visitor_id=self.visitor.pk,
-                department_id=frame.get("department") if self.conversation_id is None else None,
+        # finds or opens the visitor's conversation (chat.message_store). Awaited here:
+        # a visitor sends little, and its ack then comes before anything stored after it
+        # (an automatic reply, the bot's answer).
+        await self._ack(
+            await self.store_message(
+                NewMessage(
+                    conversation_id=self.conversation_id,
+                    workspace_id=self.workspace.pk,
+                    sender_kind=SenderKind.VISITOR,
+                    client_id=client_id,
+                    text=text,
+                    attachment_id=frame.get("attachment_id"),
+                    visitor_id=self.visitor.pk,
+                    department_id=(
+                        frame.get("department") if self.conversation_id is None else None
+                    ),
+                )
             )
         )
-        await self._ack(message)
 
     async def frame_leave_message(self, frame: dict) -> None:
         if self.blocked:
@@ -886,6 +940,13 @@ class AgentConsumer(FrameConsumer):
         await super().connect()
         self.group = workspace_agents_group(self.agent.workspace_id)
         self.watching: str | None = None  # the group of the conversation open on screen
+        self.watching_id: int | None = None
+        # The console's list (docs/protocol.md, conversation): the view and status it
+        # asked for, and the conversations it was shown that may still be on it. A
+        # conversation frame goes only where it changes what the list shows.
+        self.list_filter: tuple[str, str | None] = ("all", None)
+        self.team_ids: frozenset[int] = frozenset()
+        self.shown: set[int] = set()
         # An agent can hear of one message twice (as assignee and as watcher).
         self._seen: deque = deque(maxlen=512)
         for group in (self.group, agent_group(self.agent.pk)):
@@ -903,13 +964,35 @@ class AgentConsumer(FrameConsumer):
     async def frame_hello(self, frame: dict) -> None:
         self.hello_done = True
         data = await _agent_welcome(self.agent)
+        self.team_ids = frozenset(data["agent"]["teams"])
+        self._listed(data["view"], None, data["conversations"])
         await self.send_frame({"type": "welcome", "protocol": PROTOCOL_VERSION, **data})
 
     async def frame_list(self, frame: dict) -> None:
         default = "all" if self.agent.is_workspace_admin else "inbox"
         view, status = _view_check(self.agent, frame.get("view", default), frame.get("status"))
         data = await _agent_list(self.agent, view, status)
+        self._listed(view, status, data["conversations"])
         await self.send_frame({"type": "conversations", **data})
+
+    def _listed(self, view: str, status: str | None, rows: list[dict]) -> None:
+        self.list_filter = (view, status)
+        self.shown = {row["id"] for row in rows}
+
+    def _wants(self, row: dict) -> bool:
+        """Whether the console needs this row: it is in the list's view, or the list (or
+        the screen) shows it and must learn that it changed. Keeps ``shown`` current."""
+        view, status = self.list_filter
+        in_view = selectors.conversation_in_view(
+            row, agent_id=self.agent.pk, team_ids=self.team_ids, view=view, status=status
+        )
+        if in_view:
+            self.shown.add(row["id"])
+            return True
+        if row["id"] in self.shown:
+            self.shown.discard(row["id"])  # the console drops it from its list
+            return True
+        return row["id"] == self.watching_id
 
     async def frame_presence(self, frame: dict) -> None:
         await _agent_presence(self.agent, _require(frame, "presence", str))
@@ -955,7 +1038,9 @@ class AgentConsumer(FrameConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             if self.watching:
                 await self.channel_layer.group_discard(self.watching, self.channel_name)
-            self.watching = group
+            self.watching, self.watching_id = group, conversation_id
+        if data.get("conversation"):
+            self._wants(data["conversation"])  # the list may gain it
         await self.send_frame({"type": "history", "conversation_id": conversation_id, **data})
 
     async def frame_message(self, frame: dict) -> None:
@@ -966,7 +1051,7 @@ class AgentConsumer(FrameConsumer):
             text=frame.get("text"),
             attachment_id=frame.get("attachment_id"),
         )
-        message = await self.store_message(
+        await self.store_then(
             NewMessage(
                 conversation_id=conversation_id,
                 workspace_id=self.agent.workspace_id,
@@ -975,8 +1060,11 @@ class AgentConsumer(FrameConsumer):
                 text=text,
                 attachment_id=frame.get("attachment_id"),
                 agent_id=self.agent.pk,
-            )
+            ),
+            self._ack,
         )
+
+    async def _ack(self, message) -> None:
         await self.send_frame(frames.ack_frame(message))
 
     async def frame_typing(self, frame: dict) -> None:
@@ -1019,12 +1107,14 @@ class AgentConsumer(FrameConsumer):
         if key in self._seen:
             return
         self._seen.append(key)
+        self._wants(event["conversation"])  # the list may gain it
         await self.send_frame(
             {"type": "message", "message": event["message"], "conversation": event["conversation"]}
         )
 
     async def chat_conversation(self, event: dict) -> None:
-        await self.send_frame({"type": "conversation", "conversation": event["conversation"]})
+        if self._wants(event["conversation"]):
+            await self.send_frame({"type": "conversation", "conversation": event["conversation"]})
 
     async def chat_event(self, event: dict) -> None:
         key = ("event", event["event"]["id"])

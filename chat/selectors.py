@@ -1,6 +1,7 @@
 """Reads for chat. Every function takes the caller's scope (workspace, visitor or agent)."""
 
 import uuid
+from collections.abc import Collection
 
 from django.conf import settings
 from django.db.models import Max, Q, QuerySet
@@ -84,6 +85,28 @@ def conversation_get_for_agent(*, agent: AgentProfile, conversation_id) -> Conve
 
 
 LIST_VIEWS = ("inbox", "mine", "unassigned", "team", "all")
+
+
+def conversation_in_view(
+    row: dict, *, agent_id: int, team_ids: Collection[int], view: str, status: str | None
+) -> bool:
+    """Whether a conversation row (``frames.conversation_frame``) belongs in a console list
+    of ``view`` and ``status``: the filters of :func:`conversation_list_for_agent`, applied
+    to a row instead of a query."""
+    if status and row["status"] != status:
+        return False
+    assignee = (row["assignee"] or {}).get("id")
+    team = (row["team"] or {}).get("id")
+    mine = assignee == agent_id
+    if view == "mine":
+        return mine
+    if view == "unassigned":
+        return assignee is None
+    if view == "team":
+        return team in team_ids
+    if view == "inbox":
+        return mine or assignee is None or team in team_ids
+    return True
 
 
 def conversation_list_for_agent(

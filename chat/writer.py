@@ -4,7 +4,8 @@ One :class:`MessageWriter` per event loop (per ASGI process) owns one database t
 A consumer awaits :meth:`MessageWriter.store`; the writer hands everything pending to
 :func:`chat.message_store.messages_store` in one transaction, resolves each sender's
 future after the commit (so the ack still means "kept"), then fans the events out: one
-channel-layer send per group per batch, in commit order.
+channel-layer event per group per batch, in commit order, the PUBLISHes of every batch
+committed meanwhile in one Redis round trip (:func:`chat.realtime.publish_batch`).
 
 At low load a batch is one message and the latency is one transaction; under load the
 cost per message falls because PostgreSQL commits (and fsyncs) once per batch.
@@ -12,9 +13,7 @@ cost per message falls because PostgreSQL commits (and fsyncs) once per batch.
 
 import asyncio
 import logging
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from channels.layers import get_channel_layer
 from django.db import (
@@ -27,6 +26,7 @@ from django.db import (
 
 from .errors import ChatError
 from .message_store import Event, NewMessage, Stored, messages_store
+from .realtime import OUTBOX_BATCH, publish_batch
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +73,6 @@ def _write_one(item: NewMessage) -> tuple[list[Stored], list[Event]]:
     return [Stored(error=ChatError("not_stored", "The message could not be stored."))], []
 
 
-def coalesce(events: list[Event]) -> list[tuple[str, dict[str, Any]]]:
-    """One channel-layer event per group, keeping each group's events in order."""
-    by_group: dict[str, list[dict]] = defaultdict(list)
-    for group, event in events:
-        by_group[group].append(event)
-    out = []
-    for group, items in by_group.items():
-        event = items[0] if len(items) == 1 else {"type": "chat.batch", "events": items}
-        out.append((group, event))
-    return out
-
-
 class MessageWriter:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = self._loop = loop
@@ -92,17 +80,20 @@ class MessageWriter:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="message-writer")
         self._fanout: asyncio.Queue = asyncio.Queue()
-        self._fanout_slots = asyncio.Semaphore(64)
         self._tasks = [loop.create_task(self._write_loop()), loop.create_task(self._fanout_loop())]
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
 
-    async def store(self, item: NewMessage) -> Stored:
+    def submit(self, item: NewMessage) -> asyncio.Future:
+        """Queue ``item`` for the next batch (in call order); the future gets its Stored."""
         future = self._loop.create_future()
         self._pending.append((item, future))
         self._wake.set()
-        return await future
+        return future
+
+    async def store(self, item: NewMessage) -> Stored:
+        return await self.submit(item)
 
     async def _write_loop(self) -> None:
         while True:
@@ -123,27 +114,19 @@ class MessageWriter:
                     continue
                 # Fan-out is queued before the acks are released, so a sender never sees
                 # its ack overtaken by a later batch's events.
-                self._fanout.put_nowait(coalesce(events))
+                self._fanout.put_nowait(events)
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
-
-    async def _send(self, layer, group: str, event: dict) -> None:
-        async with self._fanout_slots:  # bounded: a big batch must not open 1,000 sockets
-            await layer.group_send(group, event)
 
     async def _fanout_loop(self) -> None:
         layer = get_channel_layer()
         while True:
             sends = await self._fanout.get()
-            results = await asyncio.gather(
-                *(self._send(layer, group, event) for group, event in sends),
-                return_exceptions=True,
-            )
-            for (group, event), result in zip(sends, results, strict=True):
-                if isinstance(result, BaseException):
-                    # Stored and acked already; clients resync by seq. Never silent.
-                    log.error("fan-out to %s failed (%s): %r", group, event["type"], result)
+            # Every batch that committed meanwhile goes out together, in commit order.
+            while not self._fanout.empty() and len(sends) < OUTBOX_BATCH:
+                sends += self._fanout.get_nowait()
+            await publish_batch(layer, sends)
 
 
 _writers: dict[int, MessageWriter] = {}

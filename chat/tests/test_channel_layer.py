@@ -121,3 +121,28 @@ def test_a_process_without_a_server_loop_broadcasts_over_one_connection():
     assert got == list(range(21))
     assert stats.info("stats")["total_connections_received"] - before <= 1
     realtime.run_on_layer_loop(layer.group_discard(group, channel))
+
+
+def test_a_burst_of_events_reaches_a_consumer_as_one_batch_per_group_in_order():
+    """publish_batch: one event per group (a chat.batch), every group's events in order,
+    the PUBLISHes pipelined (the pub/sub layer's shard connection, one round trip)."""
+    from chat import realtime
+
+    layer = get_channel_layer()
+    run = realtime.run_on_layer_loop
+    a, b = run(layer.new_channel()), run(layer.new_channel())
+    run(layer.group_add("test-burst-a", a))
+    run(layer.group_add("test-burst-b", b))
+    items = [("test-burst-a", {"type": "test.event", "n": n}) for n in range(3)]
+    items.insert(1, ("test-burst-b", {"type": "test.event", "n": "b0"}))
+    items.append(("test-burst-b", {"type": "chat.batch", "events": [{"type": "x", "n": "b1"}]}))
+
+    assert run(realtime.publish_batch(layer, items)) == 2  # pipelined, one per group
+
+    at_a = run(layer.receive(a))
+    assert at_a["type"] == "chat.batch"
+    assert [e["n"] for e in at_a["events"]] == [0, 1, 2]
+    at_b = run(layer.receive(b))
+    assert [e["n"] for e in at_b["events"]] == ["b0", "b1"]
+    run(layer.group_discard("test-burst-a", a))
+    run(layer.group_discard("test-burst-b", b))

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.models import AgentConnection, AgentProfile, Presence
 from accounts.tests.factories import AgentFactory, UserFactory, WorkspaceFactory
+from chat import services
 from chat.models import Conversation, ConversationStatus, Message, SenderKind
 from chat.tests.factories import ConversationFactory, MessageFactory, VisitorFactory
 from chat.tests.sockets import (
@@ -130,7 +131,7 @@ def _two_workspaces(workspace):
 async def test_welcome_and_list_show_only_the_agents_workspace(workspace, agent):
     mine, my_messages, theirs = await _two_workspaces(workspace)
     comm, welcome = await agent_socket(agent.user)
-    assert welcome["protocol"] == 1
+    assert welcome["protocol"] == 2
     assert welcome["agent"] == {
         "id": agent.pk,
         "name": agent.display_name,
@@ -292,13 +293,17 @@ async def test_resolve_tells_visitor_and_agents_and_a_new_message_reopens(worksp
         at_visitor = await receive_until(visitor, "conversation")
     assert at_visitor["conversation"]["id"] == conversation_id
     assert at_visitor["conversation"]["status"] == "resolved"
-    for agent_comm in (comm, other):
-        frame = await receive_until(agent_comm, "conversation")
-        while frame["conversation"]["status"] == "open":  # the assignment, before it
-            frame = await receive_until(agent_comm, "conversation")
-        assert frame["conversation"]["id"] == conversation_id
-        assert frame["conversation"]["status"] == "resolved"
-        assert frame["conversation"]["resolved_at"]
+    # The assignee's console lists it and hears of it; the colleague's inbox never showed
+    # another agent's conversation, so it hears nothing (docs/protocol.md, conversation).
+    assigned_to = (await Conversation.objects.aget(pk=conversation_id)).assignee_id
+    listing, not_listing = (comm, other) if assigned_to == agent.pk else (other, comm)
+    frame = await receive_until(listing, "conversation")
+    while frame["conversation"]["status"] == "open":  # the assignment, before it
+        frame = await receive_until(listing, "conversation")
+    assert frame["conversation"]["id"] == conversation_id
+    assert frame["conversation"]["status"] == "resolved"
+    assert frame["conversation"]["resolved_at"]
+    await assert_none_of(not_listing, "conversation")
     conversation = await Conversation.objects.aget(pk=conversation_id)
     assert conversation.status == ConversationStatus.RESOLVED
     assert conversation.resolved_at is not None
@@ -581,4 +586,117 @@ async def test_agent_pong_has_last_message_id_and_touches_the_connection(
     connection = await AgentConnection.objects.aget(agent=agent)
     assert connection.last_seen_at > long_ago + timedelta(seconds=25)
     for c in (comm, visitor, elsewhere):
+        await c.disconnect()
+
+
+async def conversation_frame(comm, conversation_id: int) -> dict:
+    """The next ``conversation`` frame about ``conversation_id`` (others are passed over)."""
+    frame = await receive_until(comm, "conversation")
+    while frame["conversation"]["id"] != conversation_id:
+        frame = await receive_until(comm, "conversation")
+    return frame
+
+
+async def test_conversation_frames_go_where_the_console_list_shows_them(workspace):
+    """A console hears of a conversation's change when its list (view, status) holds the
+    conversation, or held it and must drop it, or has it open; not otherwise."""
+
+    @sync_to_async
+    def setup():
+        admin = AgentFactory(workspace=workspace, is_workspace_admin=True)
+        alice, bob = AgentFactory(workspace=workspace), AgentFactory(workspace=workspace)
+        waiting = ConversationFactory(visitor=VisitorFactory(workspace=workspace))
+        bobs = ConversationFactory(visitor=VisitorFactory(workspace=workspace), assignee=bob)
+        return admin, alice, bob, waiting, bobs
+
+    admin, alice, bob, waiting, bobs = await setup()
+    admin_comm, admin_welcome = await agent_socket(admin.user)
+    alice_comm, alice_welcome = await agent_socket(alice.user)
+    assert {c["id"] for c in admin_welcome["conversations"]} == {waiting.pk, bobs.pk}
+    assert {c["id"] for c in alice_welcome["conversations"]} == {waiting.pk}  # inbox
+
+    # Bob resolves his own conversation: the admin's "all" list shows it, Alice's inbox not.
+    await sync_to_async(services.conversation_resolve)(agent=bob, conversation_id=bobs.pk)
+    changed = await conversation_frame(admin_comm, bobs.pk)
+    assert changed["conversation"]["status"] == "resolved"
+    await assert_none_of(alice_comm, "conversation")
+
+    # The waiting one goes to Bob: Alice's list held it, so she hears of it (and drops it)...
+    await sync_to_async(services.conversation_transfer)(
+        agent=admin, conversation_id=waiting.pk, to_agent_id=bob.pk
+    )
+    for comm in (admin_comm, alice_comm):
+        frame = await conversation_frame(comm, waiting.pk)
+        assert frame["conversation"]["assignee"]["id"] == bob.pk
+    # ...and of nothing that happens to it afterwards.
+    await sync_to_async(services.conversation_resolve)(agent=bob, conversation_id=waiting.pk)
+    await conversation_frame(admin_comm, waiting.pk)
+    await assert_none_of(alice_comm, "conversation")
+
+    # Open on her screen, a conversation she may see but not list ("mine") still updates.
+    await alice_comm.send_json_to({"type": "list", "view": "mine"})
+    assert (await receive_until(alice_comm, "conversations"))["conversations"] == []
+    await alice_comm.send_json_to({"type": "open", "conversation_id": waiting.pk})
+    await receive_until(alice_comm, "history")
+    await sync_to_async(services.conversation_status_set)(
+        agent=bob, conversation_id=waiting.pk, status=ConversationStatus.OPEN
+    )
+    await conversation_frame(alice_comm, waiting.pk)
+
+    # Asking for a view again starts over: "unassigned" shows neither, so nothing comes.
+    await alice_comm.send_json_to({"type": "list", "view": "unassigned"})
+    await receive_until(alice_comm, "conversations")
+    await sync_to_async(services.conversation_status_set)(
+        agent=bob, conversation_id=bobs.pk, status=ConversationStatus.OPEN
+    )
+    await conversation_frame(admin_comm, bobs.pk)
+    await assert_none_of(alice_comm, "conversation")
+    for comm in (admin_comm, alice_comm):
+        await comm.disconnect()
+
+
+async def test_a_console_hears_events_while_its_message_waits_for_the_database(workspace, agent):
+    """A socket's message waits for its commit without holding up what the socket hears:
+    the console gets the visitor's typing while its reply's batch is blocked, and the ack
+    once the batch commits."""
+    import threading
+
+    from django.db import connection, transaction
+
+    comm, _ = await agent_socket(agent.user)
+    visitor, _ = await visitor_socket(workspace)
+    conversation_id = (await send_text(visitor, "v1", "help"))["conversation_id"]
+    await comm.send_json_to({"type": "open", "conversation_id": conversation_id})
+    await receive_until(comm, "history")
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_conversation_row() -> None:
+        try:
+            with transaction.atomic():
+                Conversation.objects.select_for_update().get(pk=conversation_id)
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_conversation_row)
+    holder.start()
+    try:
+        assert await sync_to_async(locked.wait)(10)
+        await comm.send_json_to(
+            {"type": "message", "conversation_id": conversation_id, "client_id": "a1"}
+            | {"text": "one moment"}
+        )
+        await visitor.send_json_to({"type": "typing", "active": True})
+        typing = await receive_until(comm, "typing")  # the reply is not stored yet
+        assert (typing["sender"], typing["conversation_id"]) == ("visitor", conversation_id)
+        assert not await Message.objects.filter(client_id="a1").aexists()
+    finally:
+        release.set()
+        await sync_to_async(holder.join)(20)
+    ack = await receive_until(comm, "ack")
+    assert ack["client_id"] == "a1"
+    assert await Message.objects.filter(pk=ack["message_id"], client_id="a1").aexists()
+    for c in (comm, visitor):
         await c.disconnect()

@@ -84,7 +84,7 @@ async def ping(comm) -> dict:
 async def test_new_visitor_gets_id_and_token(workspace):
     comm, welcome = await visitor_socket(workspace)
 
-    assert welcome["protocol"] == 1
+    assert welcome["protocol"] == 2
     visitor_id = uuid.UUID(welcome["visitor_id"])
     assert isinstance(welcome["visitor_token"], str) and welcome["visitor_token"]
     assert welcome["conversation"] is None

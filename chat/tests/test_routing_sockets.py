@@ -37,8 +37,25 @@ async def new_agent(workspace, **kwargs):
 
 
 async def say(comm, client_id: str, text: str = "hello") -> dict:
+    """Send a message and return its ack. Frames that came before the ack (a queue
+    position may: the ack waits for the commit, the queue frame does not) are kept in
+    ``comm.early`` for :func:`next_of`."""
     await comm.send_json_to({"type": "message", "client_id": client_id, "text": text})
-    return await receive_until(comm, "ack")
+    comm.early = []
+    while True:
+        frame = await comm.receive_json_from(timeout=5)
+        if frame["type"] == "ack" and frame["client_id"] == client_id:
+            return frame
+        comm.early.append(frame)
+
+
+async def next_of(comm, kind: str) -> dict:
+    """The next frame of ``kind``, the ones :func:`say` passed over first."""
+    early = getattr(comm, "early", [])
+    for n, frame in enumerate(early):
+        if frame["type"] == kind:
+            return early.pop(n)
+    return await receive_until(comm, kind)
 
 
 class Recorder:
@@ -69,12 +86,13 @@ async def test_queue_positions_update_live_and_the_head_is_assigned_on_resolve(w
     first = await say(a, "a1")
     # Routed at once: a `conversation` frame names the agent; no `queue` frame (it never
     # waited).
-    assert (await receive_until(a, "conversation"))["conversation"]["agent_name"]
+    assert (await next_of(a, "conversation"))["conversation"]["agent_name"]
+    assert not [f for f in a.early if f["type"] == "queue"]
     await assert_none_of(a, "queue")
     b_conv = (await say(b, "b1"))["conversation_id"]
-    assert (await receive_until(b, "queue"))["position"] == 1
+    assert (await next_of(b, "queue"))["position"] == 1
     await say(c, "c1")
-    assert (await receive_until(c, "queue"))["position"] == 2
+    assert (await next_of(c, "queue"))["position"] == 2
     frame = await receive_until(console, "queue")
     while frame["queue"]["total"] != 2:
         frame = await receive_until(console, "queue")
