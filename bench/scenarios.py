@@ -644,11 +644,12 @@ def saturation(target: Target, p: dict, tag: str) -> dict:
                 # The newcomers open their conversations first (one message each, not
                 # counted): a step measures chat traffic at a rate, while opening (find or
                 # create the conversation, route it) is measured by the chat scenario.
+                warm_s = p.get("warm", 1.0)
                 warm, _ = _send(
                     lg,
                     list(range(pool, want)),
-                    rate_per_visitor=1.0,
-                    duration=1.0,
+                    rate_per_visitor=1.0 / warm_s,  # one message each
+                    duration=warm_s,
                     tag=f"{tag}w{k}-",
                     reply_pct=0,
                     text_size=p["text_size"],
