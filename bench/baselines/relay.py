@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 

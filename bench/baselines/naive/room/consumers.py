@@ -69,7 +69,7 @@ class VisitorConsumer(WebsocketConsumer):
                 text_data=json.dumps(
                     {
                         "type": "welcome",
-                        "protocol": 1,
+                        "protocol": 2,
                         "visitor_id": str(self.visitor.public_id),
                         "visitor_token": "naive",
                         "conversation": None,
@@ -127,7 +127,7 @@ class AgentConsumer(WebsocketConsumer):
                 text_data=json.dumps(
                     {
                         "type": "welcome",
-                        "protocol": 1,
+                        "protocol": 2,
                         "agent": {"id": self.agent_id, "name": f"agent {self.agent_id}"},
                         "conversations": [],
                         "last_message_id": 0,
