@@ -221,9 +221,12 @@ class FrameConsumer(AsyncWebsocketConsumer):
             raise result.error
         return result.message
 
-    async def store_then(self, item: NewMessage, then: Callable[[Any], Awaitable[None]]) -> None:
+    async def store_then(
+        self, item: NewMessage, ref: str, then: Callable[[Any], Awaitable[None]]
+    ) -> None:
         """Hand ``item`` to this process's group-commit writer now, in frame order, and call
-        ``then(message)`` (the ack) once it is committed, or send the error.
+        ``then(message)`` (the ack) once it is committed, or send the error (naming the
+        frame's ``ref``).
 
         The wait runs in a task of its own: a consumer handles one frame or event at a
         time, and under load a commit takes a while. Awaited inline, every reply an agent
@@ -235,25 +238,25 @@ class FrameConsumer(AsyncWebsocketConsumer):
         """
         await self._stores_free.acquire()
         future = get_writer().submit(item)
-        task = asyncio.get_running_loop().create_task(self._when_stored(future, item, then))
+        task = asyncio.get_running_loop().create_task(self._when_stored(future, ref, then))
         self._stores.add(task)
         task.add_done_callback(self._stores.discard)
 
-    async def _when_stored(self, future: asyncio.Future, item: NewMessage, then) -> None:
+    async def _when_stored(self, future: asyncio.Future, ref: str, then) -> None:
         try:
             result = await future
             if self._gone:
                 return
             if result.error is not None:
                 log.info("refused message frame: %s", result.error.code)
-                await self.send_error(result.error.code, result.error.message, item.client_id)
+                await self.send_error(result.error.code, result.error.message, ref)
             else:
                 await then(result.message)
         except Exception:
             # The writer failed the batch (the database is down): nothing of it was kept
             # and no ack went out. Close, as an unhandled error in a handler would; the
             # client resends what was not acked when it reconnects.
-            log.exception("storing message %r failed", item.client_id)
+            log.exception("storing message %r failed", ref)
             if not self._gone:
                 await self.close(code=1011)
         finally:
@@ -1061,6 +1064,7 @@ class AgentConsumer(FrameConsumer):
                 attachment_id=frame.get("attachment_id"),
                 agent_id=self.agent.pk,
             ),
+            frame["client_id"],
             self._ack,
         )
 

@@ -130,8 +130,13 @@ async def publish_batch(layer, items: list[tuple[str, dict]]) -> int:
             name = to.removeprefix("channel:")
         else:
             name = loop_layer._get_group_channel_name(to)
+        try:
+            payload = layer.serialize(event)
+        except Exception:  # one bad event must not stop the others (nor the sender's loop)
+            log.exception("broadcast to %s not sent: %s", to, event.get("type"))
+            continue
         shard = loop_layer._get_shard(name)
-        shards.setdefault(id(shard), (shard, []))[1].append((name, layer.serialize(event)))
+        shards.setdefault(id(shard), (shard, []))[1].append((name, payload))
     for shard, messages in shards.values():
         try:
             async with shard._lock:

@@ -126,7 +126,12 @@ class MessageWriter:
             # Every batch that committed meanwhile goes out together, in commit order.
             while not self._fanout.empty() and len(sends) < OUTBOX_BATCH:
                 sends += self._fanout.get_nowait()
-            await publish_batch(layer, sends)
+            try:
+                await publish_batch(layer, sends)
+            except Exception:
+                # Stored and acked already; clients resync by seq. Never silent, and the
+                # next batches still go out.
+                log.exception("fan-out of %d events failed", len(sends))
 
 
 _writers: dict[int, MessageWriter] = {}

@@ -146,3 +146,20 @@ def test_a_burst_of_events_reaches_a_consumer_as_one_batch_per_group_in_order():
     assert [e["n"] for e in at_b["events"]] == ["b0", "b1"]
     run(layer.group_discard("test-burst-a", a))
     run(layer.group_discard("test-burst-b", b))
+
+
+def test_an_event_the_layer_cannot_serialize_spoils_nothing_else(caplog):
+    from chat import realtime
+
+    layer = get_channel_layer()
+    run = realtime.run_on_layer_loop
+    good = run(layer.new_channel())
+    run(layer.group_add("test-bad-good", good))
+    items = [
+        ("test-bad-bad", {"type": "test.event", "n": object()}),  # msgpack refuses it
+        ("test-bad-good", {"type": "test.event", "n": 1}),
+    ]
+    run(realtime.publish_batch(layer, items))
+    assert run(layer.receive(good))["n"] == 1
+    assert "broadcast to test-bad-bad not sent" in caplog.text
+    run(layer.group_discard("test-bad-good", good))
