@@ -148,7 +148,7 @@ PROFILES = {
             "ramp_deadline": 30,
             "connect_timeout": 20,
             "concurrency": 50,
-            "settle": 5,
+            "settle": 45,
         },
         "bot": {
             "visitors": 200,
@@ -160,7 +160,7 @@ PROFILES = {
             "ramp_deadline": 30,
             "connect_timeout": 20,
             "concurrency": 50,
-            "settle": 5,
+            "settle": 45,
         },
         "saturation": {
             "visitors": 2000,
@@ -175,7 +175,7 @@ PROFILES = {
             "ramp_deadline": 60,
             "connect_timeout": 20,
             "concurrency": 100,
-            "settle": 5,
+            "settle": 45,
             "pause": 1,
         },
         "baseline_hold": 30,

@@ -202,7 +202,7 @@ def connections(target: Target, p: dict) -> dict:
         force_src=p.get("src_addrs", 0),
         agents=0,
     )
-    target.probe.settle(p["settle"])
+    settled = target.probe.settle(p["settle"])
     with LoadGen(spec, target.workers) as lg:
         time.sleep(0.3)  # the workers' own start-up is not the server's cost
         rss0 = target.probe.rss_kb()
@@ -241,6 +241,7 @@ def connections(target: Target, p: dict) -> dict:
         "ramp_s": _r(ramp_s, 2),
         "connect_rate_per_s": _r(ramp["connected"] / ramp_s if ramp_s > 0 else None),
         "hold_s": p["hold"],
+        "settled_s": _r(settled),
         "heartbeat_s": p["heartbeat"],
         "server_rss_mb_before": _r(rss0 / 1024),
         "server_rss_mb_after": _r(rss1 / 1024),
@@ -441,7 +442,7 @@ def chat(target: Target, p: dict, tag: str) -> dict:
         force_src=p.get("src_addrs", 0),
         agents=a,
     )
-    target.probe.settle(p["settle"])
+    settled = target.probe.settle(p["settle"])
     with LoadGen(spec, target.workers) as lg:
         _agents(lg, spec, heartbeat=p["heartbeat"], timeout=p["connect_timeout"])
         ramp = _connect(lg, list(range(v)), heartbeat=p["heartbeat"], p=p)
@@ -469,6 +470,7 @@ def chat(target: Target, p: dict, tag: str) -> dict:
         "agents": a,
         "duration_s": p["duration"],
         "drain_s": _r(drained, 2),
+        "settled_s": _r(settled),
         "connect_failed": ramp["failed"],
         "reply_pct": p["reply_pct"],
         "server_cpu_ms_per_msg": _r(cpu["server_cpu_s"] * 1000 / len(ledger.sent), 2)
@@ -494,7 +496,7 @@ def files(target: Target, p: dict, tag: str) -> dict:
         force_src=0,
         agents=a,
     )
-    target.probe.settle(p["settle"])
+    settled = target.probe.settle(p["settle"])
     with LoadGen(spec, target.workers) as lg:
         _agents(lg, spec, heartbeat=0, timeout=p["connect_timeout"])
         _connect(lg, list(range(v)), heartbeat=0, p=p)
@@ -534,6 +536,7 @@ def files(target: Target, p: dict, tag: str) -> dict:
         "upload_p50_ms": _r(percentile(upload_ms, 50)),
         "upload_p99_ms": _r(percentile(upload_ms, 99)),
         "size_kb": p["size"] // 1024,
+        "settled_s": _r(settled),  # waited for the servers to go quiet first
         "failed_uploads": len(failed_uploads),
         "upload_statuses": dict(Counter(str(r["status"]) for r in records)),
         "messages_sent": s["sent"],
@@ -563,7 +566,7 @@ def bot(target: Target, p: dict, tag: str, widget_key: str, answer: str) -> dict
         force_src=0,
         agents=0,
     ) | {"widget_key": widget_key}
-    target.probe.settle(p["settle"])
+    settled = target.probe.settle(p["settle"])
     with LoadGen(spec, target.workers) as lg:
         ramp = _connect(lg, list(range(v)), heartbeat=p["heartbeat"], p=p)
         meter = Meter(target.probe, Probe(lg.pids))
@@ -603,6 +606,7 @@ def bot(target: Target, p: dict, tag: str, widget_key: str, answer: str) -> dict
         "unanswered": len(ledger.sent) - len(answered) - len(other),
         "refused": len(set(ledger.sent) & ledger.refused),
         "questions_per_s": _r(len(ledger.sent) / p["duration"]),
+        "settled_s": _r(settled),
         "visitors": v,
         "connect_failed": ramp["failed"],
         "duration_s": p["duration"],
@@ -626,7 +630,7 @@ def saturation(target: Target, p: dict, tag: str) -> dict:
         force_src=p.get("src_addrs", 0),
         agents=a,
     )
-    target.probe.settle(p["settle"])
+    settled = target.probe.settle(p["settle"])
     steps = []
     stop_reason = "all steps held"
     with LoadGen(spec, target.workers) as lg:
@@ -735,6 +739,7 @@ def saturation(target: Target, p: dict, tag: str) -> dict:
         # every step held: max_rate is a lower bound (the schedule or pool ran out)
         "capped": bool(steps) and all(s["held"] for s in steps),
         "stopped": stop_reason,
+        "settled_s": _r(settled),
         "visitors": pool,
         "connect_failed": connect_failed,
         "agents": a,
