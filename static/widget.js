@@ -296,7 +296,8 @@ textarea,input{font-size:16px}
 
   // Help-centre articles matching what the visitor is typing (GET /help/api/KEY/suggest).
   const sugg = attr(h("div", "sugg"), { "aria-live": "polite" });
-  // "Talk to a human" (docs/protocol.md, handoff): shown while a bot answers.
+  // "Talk to a human" (docs/protocol.md, handoff): shown while a bot answers, until an
+  // agent has written in the conversation.
   const hrow = h("div", "hrow hide");
   const humanBtn = attr(h("button", "hbtn"), { type: "button", "data-testid": "widget-human" });
   hrow.append(humanBtn);
@@ -504,8 +505,11 @@ textarea,input{font-size:16px}
   function render(scroll) {
     const stick = scroll || atBottom;
     depRow.classList.toggle("hide", !(ready && !dead && departments.length && !convId));
+    // Gone once asked for, or once a person has answered (the bot is silent from then on).
+    let agentHere = false;
+    for (const r of msgs.values()) if (r.m.sender === "agent") { agentHere = true; break; }
     hrow.classList.toggle("hide", !(ready && botOn && convId && store.hq !== convId) ||
-      comp.classList.contains("hide"));
+      agentHere || comp.classList.contains("hide"));
     const seqs = [...msgs.keys()].sort((a, b) => a - b);
     const order = [greet];
     let ni = 0, prev = null, lastMine = null;

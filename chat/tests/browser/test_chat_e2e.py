@@ -280,3 +280,23 @@ def test_widget_usable_on_a_phone(console, open_actor, server, shot):
     widget.send("Sent from my phone")
     expect(console.items).to_have_count(1)
     shot(phone, "phone")
+
+
+def test_the_talk_to_a_human_button_goes_once_an_agent_answers(open_actor, asgi_server, agent):
+    """With the bot answering first the widget offers "Talk to a human"; once a person
+    has written in the conversation there is nobody else to ask for."""
+    from accounts.models import BotMode
+
+    agent.workspace.bot_mode = BotMode.ANSWER_FIRST
+    agent.workspace.save()
+    console = Console(open_actor("agent"), asgi_server.url).login(agent.user.username)
+    widget = Widget(open_actor("visitor"), asgi_server.url).visit()
+    widget.open()
+    widget.send("Hello, anyone there?")
+    human = widget.page.get_by_test_id("widget-human")
+    expect(human).to_be_visible()
+
+    console.open_conversation(console.items)
+    console.reply("Hi, Alice here.")
+    expect(widget.texts_from("agent")).to_have_text(["Hi, Alice here."])
+    expect(human).to_be_hidden()
