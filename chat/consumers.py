@@ -263,6 +263,20 @@ class FrameConsumer(AsyncWebsocketConsumer):
             self._stores_free.release()
 
 
+def _message_item(frame: dict, **sender: Any) -> NewMessage:
+    """A ``message`` frame (its ``client_id`` already required by the handler) as the
+    writer's item: client id and text cleaned, the sender's fields (conversation,
+    workspace, kind, who) from the consumer."""
+    client_id, text = services.message_input_clean(
+        client_id=frame["client_id"],
+        text=frame.get("text"),
+        attachment_id=frame.get("attachment_id"),
+    )
+    return NewMessage(
+        client_id=client_id, text=text, attachment_id=frame.get("attachment_id"), **sender
+    )
+
+
 # --- visitor ----------------------------------------------------------------------------------
 
 
@@ -566,32 +580,20 @@ class VisitorConsumer(FrameConsumer):
     async def frame_message(self, frame: dict) -> None:
         if self.blocked:  # frames already in flight when the block arrived
             raise ChatError("blocked", "You cannot use this chat.")
-        _require(frame, "client_id", str)
-        client_id, text = services.message_input_clean(
-            client_id=frame["client_id"],
-            text=frame.get("text"),
-            attachment_id=frame.get("attachment_id"),
-        )
         # Through the writer, the first message too: without a conversation id the batch
         # finds or opens the visitor's conversation (chat.message_store). Awaited here:
         # a visitor sends little, and its ack then comes before anything stored after it
         # (an automatic reply, the bot's answer).
-        await self._ack(
-            await self.store_message(
-                NewMessage(
-                    conversation_id=self.conversation_id,
-                    workspace_id=self.workspace.pk,
-                    sender_kind=SenderKind.VISITOR,
-                    client_id=client_id,
-                    text=text,
-                    attachment_id=frame.get("attachment_id"),
-                    visitor_id=self.visitor.pk,
-                    department_id=(
-                        frame.get("department") if self.conversation_id is None else None
-                    ),
-                )
-            )
+        _require(frame, "client_id", str)
+        item = _message_item(
+            frame,
+            conversation_id=self.conversation_id,
+            workspace_id=self.workspace.pk,
+            sender_kind=SenderKind.VISITOR,
+            visitor_id=self.visitor.pk,
+            department_id=frame.get("department") if self.conversation_id is None else None,
         )
+        await self._ack(await self.store_message(item))
 
     async def frame_leave_message(self, frame: dict) -> None:
         if self.blocked:
@@ -1049,24 +1051,14 @@ class AgentConsumer(FrameConsumer):
     async def frame_message(self, frame: dict) -> None:
         conversation_id = _require(frame, "conversation_id", int)
         _require(frame, "client_id", str)
-        client_id, text = services.message_input_clean(
-            client_id=frame["client_id"],
-            text=frame.get("text"),
-            attachment_id=frame.get("attachment_id"),
+        item = _message_item(
+            frame,
+            conversation_id=conversation_id,
+            workspace_id=self.agent.workspace_id,
+            sender_kind=SenderKind.AGENT,
+            agent_id=self.agent.pk,
         )
-        await self.store_then(
-            NewMessage(
-                conversation_id=conversation_id,
-                workspace_id=self.agent.workspace_id,
-                sender_kind=SenderKind.AGENT,
-                client_id=client_id,
-                text=text,
-                attachment_id=frame.get("attachment_id"),
-                agent_id=self.agent.pk,
-            ),
-            frame["client_id"],
-            self._ack,
-        )
+        await self.store_then(item, frame["client_id"], self._ack)
 
     async def _ack(self, message) -> None:
         await self.send_frame(frames.ack_frame(message))
