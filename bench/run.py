@@ -791,7 +791,7 @@ def parse_args():
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy profiles of our servers during the connection ramp and the chat scenario",
+        help="py-spy profiles of our servers: connection ramp, chat, bot, each saturation step",
     )
     parser.add_argument(
         "--celery-pool",
@@ -995,6 +995,8 @@ def main() -> int:
         if "saturation" in wanted:
             log("ours: saturation")
             sc["saturation"] = saturation(target, profile["saturation"], f"{run_id}s")
+            if profiler:
+                result.setdefault("profiles", {}).update(profiler.collect())
         stack.stop()
 
         # --- baselines ---

@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import prefetch_related_objects
+from django.db.models import Prefetch, prefetch_related_objects
 from django.urls import reverse
 
 from .models import Attachment, Conversation, ConversationEvent, Label, Message, Visitor
@@ -95,16 +95,29 @@ def conversation_frame(conversation: Conversation) -> dict[str, Any]:
         "rating": conversation.rating,
         "rating_comment": conversation.rating_comment,
         "rated_at": _ts(conversation.rated_at),
-        # From the prefetch cache: load lists with labels_prefetch (one query per batch).
-        "labels": [label.name for label in conversation.labels.all()],
+        "labels": [label.name for label in _labels(conversation)],
     }
+
+
+LABELS_ATTR = "label_list"
+
+
+def labels_lookup() -> Prefetch:
+    """What ``conversation_frame`` reads: a conversation's labels as a list in
+    ``LABELS_ATTR`` (``prefetch_related(labels_lookup())``, or :func:`labels_prefetch`)."""
+    return Prefetch("labels", to_attr=LABELS_ATTR)
 
 
 def labels_prefetch(conversations: Iterable[Conversation]) -> list[Conversation]:
     """Load the labels of ``conversations`` in one query (for ``conversation_frame``)."""
     rows = list(conversations)
-    prefetch_related_objects(rows, "labels")
+    prefetch_related_objects(rows, labels_lookup())
     return rows
+
+
+def _labels(conversation: Conversation) -> list[Label]:
+    labels = getattr(conversation, LABELS_ATTR, None)
+    return list(conversation.labels.all()) if labels is None else labels
 
 
 def label_frame(label: Label) -> dict[str, Any]:

@@ -17,17 +17,18 @@ Invariants:
 * Events are returned, not sent: the caller sends them after commit.
 """
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, router, transaction
 from django.utils import timezone
 
 from accounts.models import AgentProfile, Team
-from helpdesk.bulk import bulk_update_rows
+from helpdesk.bulk import ModelColumns, bulk_update_rows
 
 from . import frames, routing
 from .autoreply import auto_reply_enqueue_on_commit
@@ -37,6 +38,7 @@ from .models import (
     Conversation,
     ConversationStatus,
     EventKind,
+    Label,
     Message,
     SenderKind,
     Visitor,
@@ -266,6 +268,130 @@ def _conversations_open(
     return out, errors, opened
 
 
+_LOCK_RELATED = ("visitor", "assignee", "team", "workspace")
+
+
+def _conversations_lock(
+    sent: set[tuple[int, str]], *, plain_sql: bool | None = None
+) -> tuple[dict[int, Conversation], dict[tuple[int, str], Message]]:
+    """Lock the conversations of the batch's ``(conversation id, client id)`` pairs (in pk
+    order, so two batches never deadlock) with what the frames need (visitor, assignee,
+    team, workspace, labels), and return the messages already stored under those pairs.
+
+    On PostgreSQL one statement written once (:func:`_lock_statement`) does all of it;
+    the stored messages are then read only for the pairs it found (a resend). The ORM
+    path (SpatiaLite, and ``plain_sql=False``) gives the same result in three queries.
+    """
+    if not sent:
+        return {}, {}
+    conversation_ids = sorted({pk for pk, _ in sent})
+    client_ids = {client_id for _, client_id in sent}
+    using = router.db_for_write(Conversation)
+    if plain_sql is None:
+        plain_sql = connections[using].vendor == "postgresql"
+    if plain_sql:
+        conversations, found = _conversations_lock_sql(using, conversation_ids, sent)
+    else:
+        conversations = {
+            c.pk: c
+            for c in Conversation.objects.select_for_update(of=("self",))
+            .select_related(*_LOCK_RELATED)
+            .filter(pk__in=conversation_ids)
+            .order_by("pk")
+        }
+        frames.labels_prefetch(conversations.values())
+        found = None  # not known: look them all up
+    if found is not None and not found:
+        return conversations, {}
+    lookup = messages_qs().filter(
+        conversation_id__in=conversation_ids if found is None else {pk for pk, _ in found},
+        client_id__in=client_ids if found is None else {cid for _, cid in found},
+    )
+    return conversations, {(m.conversation_id, m.client_id): m for m in lookup}
+
+
+_lock_statements: dict[str, tuple[str, list[ModelColumns], list[str]]] = {}
+
+
+def _lock_statement(using: str) -> tuple[str, list[ModelColumns], list[str]]:
+    """The locking read of :func:`_conversations_lock` as SQL, built once per database
+    from the models' meta: the conversation's columns, its related rows' (joined), its
+    labels as a JSON array of rows, the batch's client ids already stored in it.
+
+    Those client ids are read in the statement's snapshot, taken before the lock is
+    granted: a message another process commits meanwhile under the same pair is not
+    seen, and the insert then fails on the unique constraint (the writer retries the
+    batch item by item, in a new transaction that sees it)."""
+    if using in _lock_statements:
+        return _lock_statements[using]
+    qn = connections[using].ops.quote_name
+    meta = Conversation._meta
+    columns = [ModelColumns(Conversation, "c", using)]
+    joins = []
+    for n, name in enumerate(_LOCK_RELATED):
+        field = meta.get_field(name)
+        columns.append(ModelColumns(field.related_model, f"r{n}", using))
+        joins.append(
+            f"{'LEFT JOIN' if field.null else 'JOIN'} {qn(field.related_model._meta.db_table)} "
+            f"r{n} ON r{n}.{qn(field.target_field.column)} = c.{qn(field.column)}"
+        )
+    labels = meta.get_field("labels")
+    label_fields = [f.attname for f in Label._meta.concrete_fields]
+    message = Message._meta
+    conversation_pk = qn(meta.pk.column)
+    client_id = qn(message.get_field("client_id").column)
+    message_conversation = qn(message.get_field("conversation").column)
+    # Names come from the models' meta; the values are the statement's two parameters.
+    sql = (
+        f"WITH found AS (SELECT m.{message_conversation} AS conversation_id, "  # noqa: S608
+        f"m.{client_id} AS client_id FROM {qn(message.db_table)} m "
+        f"JOIN unnest(%s::bigint[], %s::text[]) AS sent(conversation_id, client_id) "
+        f"ON m.{message_conversation} = sent.conversation_id "
+        f"AND m.{client_id} = sent.client_id) "
+        f"SELECT {', '.join(c.sql for c in columns)}, "
+        f"(SELECT json_agg(json_build_array("
+        f"{', '.join('l.' + qn(Label._meta.get_field(a).column) for a in label_fields)}) "
+        f"ORDER BY l.{qn(Label._meta.get_field('name').column)}) "
+        f"FROM {qn(Label._meta.db_table)} l JOIN {qn(labels.m2m_db_table())} x "
+        f"ON x.{qn(labels.m2m_reverse_name())} = l.{qn(Label._meta.pk.column)} "
+        f"WHERE x.{qn(labels.m2m_column_name())} = c.{conversation_pk}), "
+        f"ARRAY(SELECT f.client_id FROM found f WHERE f.conversation_id = c.{conversation_pk}) "
+        f"FROM {qn(meta.db_table)} c {' '.join(joins)} "
+        f"WHERE c.{conversation_pk} = ANY(%s) ORDER BY c.{conversation_pk} FOR UPDATE OF c"
+    )
+    _lock_statements[using] = (sql, columns, label_fields)
+    return _lock_statements[using]
+
+
+def _conversations_lock_sql(using: str, conversation_ids: list[int], sent: set[tuple[int, str]]):
+    sql, columns, label_fields = _lock_statement(using)
+    pairs = sorted(sent)
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [[pk for pk, _ in pairs], [cid for _, cid in pairs], conversation_ids])
+        rows = cursor.fetchall()
+    conversations: dict[int, Conversation] = {}
+    found: set[tuple[int, str]] = set()
+    main, related = columns[0], columns[1:]
+    for row in rows:
+        conversation = main.load(row)
+        start = main.width
+        for name, cols in zip(_LOCK_RELATED, related, strict=True):
+            Conversation._meta.get_field(name).set_cached_value(conversation, cols.load(row, start))
+            start += cols.width
+        labels = row[start]
+        if isinstance(labels, str):
+            labels = json.loads(labels)
+        # As frames.labels_prefetch would leave it.
+        setattr(
+            conversation,
+            frames.LABELS_ATTR,
+            [Label.from_db(using, label_fields, values) for values in labels or ()],
+        )
+        found.update((conversation.pk, client_id) for client_id in row[start + 1])
+        conversations[conversation.pk] = conversation
+    return conversations, found
+
+
 def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     """Store ``items`` (in order); return a result per item and the events to send.
 
@@ -274,22 +400,16 @@ def messages_store(items: list[NewMessage]) -> tuple[list[Stored], list[Event]]:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("messages_store must run inside transaction.atomic")
     items, open_errors, opened = _conversations_open(items)
-    conversation_ids = sorted({i.conversation_id for i in items if i.conversation_id})
-    conversations = {
-        c.pk: c
-        for c in Conversation.objects.select_for_update(of=("self",))
-        .select_related("visitor", "assignee", "team", "workspace")
-        .filter(pk__in=conversation_ids)
-        .order_by("pk")
-    }
-    stored = {
-        (m.conversation_id, m.client_id): m
-        for m in messages_qs().filter(
-            conversation_id__in=conversation_ids, client_id__in={i.client_id for i in items}
-        )
-    }
+    conversations, stored = _conversations_lock(
+        {(i.conversation_id, i.client_id) for i in items if i.conversation_id}
+    )
     agent_ids = {i.agent_id for i in items if i.sender_kind == SenderKind.AGENT and i.agent_id}
-    agents = AgentProfile.objects.in_bulk(agent_ids) if agent_ids else {}
+    # Agents mostly write in conversations they have: their rows came with the lock.
+    agents = {
+        c.assignee_id: c.assignee for c in conversations.values() if c.assignee_id in agent_ids
+    }
+    if agent_ids - agents.keys():
+        agents |= AgentProfile.objects.in_bulk(agent_ids - agents.keys())
 
     now = timezone.now()
     results: list[Stored] = []
@@ -422,8 +542,7 @@ def _bot_enqueue(task, pk: int) -> None:
 
 
 def _events(new: list[Message], conversations, touched) -> list[Event]:
-    # The touched conversations' labels for their frames: one query for the batch.
-    frames.labels_prefetch(conversations[pk] for pk in touched)
+    # The conversations' labels for their frames came with the lock (_conversations_lock).
     summaries = {pk: frames.conversation_frame(conversations[pk]) for pk in touched}
     events: list[Event] = []
     for message in new:

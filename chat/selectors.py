@@ -8,6 +8,7 @@ from django.db.models import Max, Q, QuerySet
 
 from accounts.models import AgentProfile
 
+from . import frames
 from .models import Conversation, ConversationEvent, ConversationStatus, Message, Visitor
 from .visitor_tokens import visitor_token_valid
 
@@ -119,7 +120,7 @@ def conversation_list_for_agent(
     """
     base = (
         Conversation.objects.select_related("visitor", "assignee", "team")
-        .prefetch_related("labels")  # conversation_frame shows them: one query per list
+        .prefetch_related(frames.labels_lookup())  # conversation_frame shows them: one query
         .filter(workspace_id=agent.workspace_id)
     )
     if view == "mine":

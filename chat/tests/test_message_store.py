@@ -30,11 +30,11 @@ def conversations(workspace):
 def test_a_batch_costs_the_same_queries_whatever_its_size(conversations, django_assert_num_queries):
     small = [visitor_item(conversations[0], "s1")]
     large = [visitor_item(c, f"l{i}-{n}") for n, c in enumerate(conversations) for i in range(5)]
-    # lock, look up, insert, update, labels of the touched conversations; the
+    # lock (with the labels and the client ids already stored), insert, update; the
     # automatic-reply rules once (then cached); +2 for the savepoint in the test's transaction
-    with django_assert_num_queries(8), transaction.atomic():
+    with django_assert_num_queries(6), transaction.atomic():
         messages_store(small)
-    with django_assert_num_queries(7), transaction.atomic():
+    with django_assert_num_queries(5), transaction.atomic():
         results, events = messages_store(large)
     assert all(r.created and r.error is None for r in results)
     assert Message.objects.count() == 51
@@ -181,3 +181,83 @@ def test_a_message_the_database_refuses_spoils_nothing_else_in_its_batch(workspa
     other.refresh_from_db()
     assert other.last_seq == 0
     assert {e[1]["message"]["client_id"] for e in events} == {"w-1", "w-3"}
+
+
+def _field_values(obj):
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def test_the_locking_read_gives_what_the_orm_gives(
+    workspace, django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    """One statement (PostgreSQL) and the ORM's three queries (SpatiaLite) agree: every
+    column, the related rows, the labels in order, and the messages already stored."""
+    from django.contrib.gis.geos import Point
+
+    from accounts.tests.factories import TeamFactory
+    from chat.frames import LABELS_ATTR
+    from chat.message_store import _conversations_lock
+    from chat.models import Label
+
+    agent = AgentFactory(workspace=workspace, display_name="Ann")
+    team = TeamFactory(workspace=workspace)
+    labelled = ConversationFactory(
+        visitor__workspace=workspace,
+        visitor__location=Point(2.35, 48.85),
+        visitor__ip_address="203.0.113.9",
+        visitor__name="It's <b>me</b>",
+        assignee=agent,
+        team=team,
+    )
+    for name in ("zeta", "Alpha", "mid"):
+        labelled.labels.add(Label.objects.create(workspace=workspace, name=name))
+    bare = ConversationFactory(visitor__workspace=workspace)  # no assignee, team, labels
+    with transaction.atomic():
+        messages_store([visitor_item(labelled, "old-1"), visitor_item(bare, "old-2")])
+    sent = {(labelled.pk, "old-1"), (labelled.pk, "new"), (bare.pk, "old-1"), (bare.pk, "x")}
+
+    results = {}
+    for plain_sql in (True, False):
+        with transaction.atomic():
+            conversations, stored = _conversations_lock(sent, plain_sql=plain_sql)
+            # Everything the frames read is loaded: no query when touching it.
+            with django_assert_num_queries(0):
+                shape = {
+                    pk: (
+                        _field_values(c),
+                        _field_values(c.visitor),
+                        c.visitor.location.coords if c.visitor.location else None,
+                        _field_values(c.assignee) if c.assignee else None,
+                        _field_values(c.team) if c.team else None,
+                        _field_values(c.workspace),
+                        [_field_values(label) for label in getattr(c, LABELS_ATTR)],
+                    )
+                    for pk, c in conversations.items()
+                }
+                found = {key: (m.pk, m.text) for key, m in stored.items()}
+        results[plain_sql] = shape, found
+    assert results[True] == results[False]
+    shape, found = results[True]
+    assert list(shape) == sorted([labelled.pk, bare.pk])
+    assert shape[labelled.pk][2] == (2.35, 48.85)
+    assert [label["name"] for label in shape[labelled.pk][6]] == ["Alpha", "mid", "zeta"]
+    assert shape[bare.pk][3:5] == (None, None) and shape[bare.pk][6] == []
+    # Only the pair that was stored, not old-1 of the other conversation.
+    assert set(found) == {(labelled.pk, "old-1")}
+
+
+def test_a_resend_costs_one_more_read_and_gets_the_stored_message(
+    conversations, django_assert_num_queries
+):
+    c = conversations[0]
+    with transaction.atomic():
+        (first,), _ = messages_store([visitor_item(c, "again", "first text")])
+    # lock (finds the pair), that message, +2 savepoint: no insert, no update
+    with django_assert_num_queries(4), transaction.atomic():
+        (second,), events = messages_store([visitor_item(c, "again", "other text")])
+    assert (second.created, second.message.pk, second.message.text) == (
+        False,
+        first.message.pk,
+        "first text",
+    )
+    assert events == []

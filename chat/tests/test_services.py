@@ -629,10 +629,10 @@ def test_query_count_visitor_message_in_an_assigned_conversation(
     connect(agent)
     send(visitor, "first")
     # 2 savepoints; the batch: lock the visitor and find their conversation (a caller
-    # without a conversation id), lock it, look up client ids, insert, update, load the
-    # touched conversations' labels (for the list rows). The socket's path knows the
-    # conversation and skips the first two.
-    with django_assert_num_queries(9):
+    # without a conversation id), lock it (one statement that also reads its labels for
+    # the list rows and the client ids already stored), insert, update. The socket's path
+    # knows the conversation and skips the first two.
+    with django_assert_num_queries(7):
         send(visitor, "second")
 
 
@@ -648,12 +648,12 @@ def test_query_count_first_visitor_message_does_not_grow_with_agents(
     # rules (cached 30 s after this), and the batch: messages, the agent's turn, the
     # timeline event, the conversation with its assignee. Not sticky's previous agent: a
     # visitor who had no conversation had none.
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(15):
         send(visitor, "first")
     other = VisitorFactory(workspace=workspace)
     for _ in range(5):
         connect(AgentFactory(workspace=workspace))
-    with django_assert_num_queries(15):  # the same, with the two caches warm
+    with django_assert_num_queries(13):  # the same, with the two caches warm
         send(other, "first")
 
 
@@ -661,23 +661,25 @@ def test_query_count_unassigned_while_nobody_is_online(visitor, django_assert_nu
     send(visitor, "first")  # queued: nobody is online
     # A queued conversation waits for the queue's drain: its messages never look for an
     # agent themselves.
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(7):
         send(visitor, "second")
 
 
 def test_query_count_agent_message(visitor, agent, django_assert_num_queries):
     conversation = send(visitor, "first").conversation
     reply(agent, conversation)
-    # 11: the batched store (chat.message_store) loads the batch's agents by id, one query
-    # per batch, although this caller already has the agent.
-    with django_assert_num_queries(11):
+    # The replying agent is the conversation's assignee: their row comes with the lock, so
+    # the batch loads no agents.
+    with django_assert_num_queries(8):
         reply(agent, conversation)
 
 
 def test_query_count_retry_is_cheaper(visitor, agent, django_assert_num_queries):
     conversation = send(visitor, "first", client_id="v1").conversation
     reply(agent, conversation, client_id="a1")
-    with django_assert_num_queries(8):  # 7 + loading the batch's agents
+    # The lock finds the client id already stored; only that message is read. No insert,
+    # no update.
+    with django_assert_num_queries(7):
         reply(agent, conversation, client_id="a1")
     with django_assert_num_queries(6):
         send(visitor, "first", client_id="v1")

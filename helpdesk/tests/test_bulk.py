@@ -54,3 +54,56 @@ def test_nothing_to_write_is_no_query(workspace):
         assert bulk_update_rows([], ["last_seq"]) == 0
         assert bulk_update_rows([c], []) == 0
     assert ctx.captured_queries == []
+
+
+def test_model_columns_read_a_row_back_as_the_orm_does(workspace):
+    """Every column type the hot paths read: geometry, IP, UUID, JSON, datetimes, NULLs."""
+    from django.contrib.gis.geos import Point
+
+    from chat.models import ConversationEvent, Visitor
+    from chat.tests.factories import VisitorFactory
+    from helpdesk.bulk import ModelColumns
+
+    located = VisitorFactory(
+        workspace=workspace, location=Point(-0.12, 51.5), ip_address="2001:db8::1"
+    )
+    bare = VisitorFactory(workspace=workspace)
+    conversation = ConversationFactory(workspace=workspace, visitor=located)
+    event = ConversationEvent.objects.create(
+        workspace=workspace,
+        conversation=conversation,
+        kind="status",
+        data={"from": "open", "n": [1, "x"]},
+    )
+    for model, pks in ((Visitor, [located.pk, bare.pk]), (ConversationEvent, [event.pk])):
+        columns = ModelColumns(model, "t", "default")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns.sql} FROM {model._meta.db_table} t "  # noqa: S608
+                "WHERE t.id = ANY(%s) ORDER BY t.id",
+                [pks],
+            )
+            loaded = [columns.load(row) for row in cursor.fetchall()]
+        expected = list(model.objects.filter(pk__in=pks).order_by("pk"))
+        for got, want in zip(loaded, expected, strict=True):
+            assert not got._state.adding
+            for f in model._meta.concrete_fields:
+                assert getattr(got, f.attname) == getattr(want, f.attname), f.name
+    assert loaded[0].data == {"from": "open", "n": [1, "x"]}
+
+
+def test_model_columns_read_a_left_joins_miss_as_none(workspace):
+    from accounts.models import AgentProfile
+    from helpdesk.bulk import ModelColumns
+
+    conversation = ConversationFactory(workspace=workspace, visitor__workspace=workspace)
+    agents = ModelColumns(AgentProfile, "a", "default")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT c.id, {agents.sql} FROM chat_conversation c "  # noqa: S608
+            "LEFT JOIN accounts_agentprofile a ON a.id = c.assignee_id WHERE c.id = %s",
+            [conversation.pk],
+        )
+        row = cursor.fetchone()
+    assert row[0] == conversation.pk
+    assert agents.load(row, 1) is None
