@@ -1,10 +1,11 @@
 """What one batch of the message writer costs: CPU and wall time per batch and per message.
 
-Runs :func:`chat.message_store.messages_store` the way the writer does (one transaction
-per batch, in one thread), on its own workspace in the bench database, for a few batch
-sizes, and prints the CPU milliseconds of the thread and the wall milliseconds per batch
-and per message. It separates the fixed cost of a batch (its queries, their compilation,
-the transaction) from the cost of each message, without sockets or a load generator:
+Runs the writer's own batch function (:func:`chat.writer._write`: one transaction per
+batch, the connection handed back to the pool after it) in one thread, on its own
+workspace in the bench database, for a few batch sizes, and prints the CPU milliseconds
+of the thread and the wall milliseconds per batch and per message. It separates the fixed
+cost of a batch (its queries, their compilation, the transaction) from the cost of each
+message, without sockets or a load generator:
 
     .venv/bin/python bench/store_cost.py                 # sizes 1 10 100, 200 batches each
     .venv/bin/python bench/store_cost.py --profile 1     # + cProfile of batches of 1
@@ -35,12 +36,13 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import close_old_connections, transaction  # noqa: E402
+from django.db import close_old_connections  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from accounts.models import AgentProfile, Presence, Workspace  # noqa: E402
-from chat.message_store import NewMessage, messages_store  # noqa: E402
+from chat.message_store import NewMessage  # noqa: E402
 from chat.models import Conversation, SenderKind, Visitor  # noqa: E402
+from chat.writer import _write  # noqa: E402
 
 WORKSPACE_NAME = "Bench store-cost workspace"
 
@@ -76,8 +78,7 @@ def _items(conversations, size: int, batch: str) -> list[NewMessage]:
 
 
 def _batch(items) -> None:
-    with transaction.atomic():
-        results, _events = messages_store(items)
+    results, _events = _write(items)
     assert all(r.created for r in results), results
 
 

@@ -372,11 +372,14 @@ def _conversations_lock_sql(using: str, conversation_ids: list[int], sent: set[t
     conversations: dict[int, Conversation] = {}
     found: set[tuple[int, str]] = set()
     main, related = columns[0], columns[1:]
+    seen: dict[str, dict] = {name: {} for name in _LOCK_RELATED}  # one instance per row
     for row in rows:
         conversation = main.load(row)
         start = main.width
         for name, cols in zip(_LOCK_RELATED, related, strict=True):
-            Conversation._meta.get_field(name).set_cached_value(conversation, cols.load(row, start))
+            Conversation._meta.get_field(name).set_cached_value(
+                conversation, cols.load(row, start, seen[name])
+            )
             start += cols.width
         labels = row[start]
         if isinstance(labels, str):

@@ -182,9 +182,12 @@ class Attachment(models.Model):
 
 
 class Message(models.Model):
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+    # No single-column indexes on these two: (workspace, id) and the two unique
+    # constraints that start with conversation serve every lookup by either, and each
+    # index is one more write per message (the writer's hottest statement).
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, db_index=False)
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     seq = models.PositiveIntegerField()
     sender_kind = models.CharField(max_length=10, choices=SenderKind.choices)

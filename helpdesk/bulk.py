@@ -82,13 +82,24 @@ class ModelColumns:
         self.width = len(parts)
         self.pk_index = self.fields.index(model._meta.pk)
 
-    def load(self, row: Sequence, start: int = 0) -> Model | None:
-        """The instance held by ``row[start:start + width]``; None for a LEFT JOIN's miss."""
-        values = list(row[start : start + self.width])
-        if values[self.pk_index] is None:
+    def load(self, row: Sequence, start: int = 0, seen: dict | None = None) -> Model | None:
+        """The instance held by ``row[start:start + width]``; None for a LEFT JOIN's miss.
+
+        With ``seen`` (a dict the caller keeps for one result), a row whose primary key was
+        loaded before gives that same instance: a batch's fifty conversations of one
+        workspace share one Workspace, as they share one row.
+        """
+        key = row[start + self.pk_index]
+        if key is None:
             return None
+        if seen is not None and key in seen:
+            return seen[key]
+        values = list(row[start : start + self.width])
         connection = connections[self.using]
         for i, col, found in self.converters:
             for converter in found:
                 values[i] = converter(values[i], col, connection)
-        return self.model.from_db(self.using, self.attnames, values)
+        obj = self.model.from_db(self.using, self.attnames, values)
+        if seen is not None:
+            seen[key] = obj
+        return obj

@@ -235,6 +235,8 @@ def test_the_locking_read_gives_what_the_orm_gives(
                     for pk, c in conversations.items()
                 }
                 found = {key: (m.pk, m.text) for key, m in stored.items()}
+            if plain_sql:  # one row, one instance: the two share their workspace
+                assert len({id(c.workspace) for c in conversations.values()}) == 1
         results[plain_sql] = shape, found
     assert results[True] == results[False]
     shape, found = results[True]
