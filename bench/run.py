@@ -782,6 +782,13 @@ def parse_args():
     )
     parser.add_argument("--connections", type=int, default=0, help="override the target")
     parser.add_argument(
+        "--chat-warm",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="chat: open every visitor's conversation first (over SECONDS), then measure",
+    )
+    parser.add_argument(
         "--src-addrs",
         type=int,
         default=0,
@@ -848,6 +855,8 @@ def main() -> int:
     profile = PROFILES["quick" if args.quick else "full"]
     if args.connections:
         profile["connections"]["target"] = args.connections
+    if args.chat_warm:
+        profile["chat"]["warm"] = args.chat_warm
     for name in ("connections", "chat", "saturation"):
         profile[name]["src_addrs"] = args.src_addrs
     wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]

@@ -447,6 +447,22 @@ def chat(target: Target, p: dict, tag: str) -> dict:
         _agents(lg, spec, heartbeat=p["heartbeat"], timeout=p["connect_timeout"])
         ramp = _connect(lg, list(range(v)), heartbeat=p["heartbeat"], p=p)
         gids = list(range(v))
+        warm_s = p.get("warm", 0)
+        if warm_s:
+            # Steady chat only (bench/run.py --chat-warm): every visitor opens their
+            # conversation first, one message each over warm_s seconds, not counted (the
+            # tag differs), and the servers settle before the measured sends.
+            warm, _ = _send(
+                lg,
+                gids,
+                rate_per_visitor=1.0 / warm_s,
+                duration=warm_s,
+                tag=tag.rstrip("-") + "w-",
+                reply_pct=0,
+                text_size=p["text_size"],
+            )
+            warm.drain(lg, p["drain"])
+            settled += target.probe.settle(p["settle"])
         meter = Meter(target.probe, Probe(lg.pids))
         if target.on_load:
             target.on_load("chat", p["duration"] + 1)
@@ -471,6 +487,7 @@ def chat(target: Target, p: dict, tag: str) -> dict:
         "duration_s": p["duration"],
         "drain_s": _r(drained, 2),
         "settled_s": _r(settled),
+        "warm_s": warm_s,
         "connect_failed": ramp["failed"],
         "reply_pct": p["reply_pct"],
         "server_cpu_ms_per_msg": _r(cpu["server_cpu_s"] * 1000 / len(ledger.sent), 2)
