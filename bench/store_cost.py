@@ -12,7 +12,7 @@ message, without sockets or a load generator:
 
 Needs a migrated bench database (``make bench`` creates ``helpdesk_bench``); refuses any
 database whose name does not start with ``helpdesk_bench``. What it creates (one
-workspace, one agent, its conversations and messages) is deleted at the end.
+workspace, one agent and its user, the conversations and messages) is deleted at the end.
 """
 
 import argparse
@@ -45,12 +45,13 @@ from chat.models import Conversation, SenderKind, Visitor  # noqa: E402
 from chat.writer import _write  # noqa: E402
 
 WORKSPACE_NAME = "Bench store-cost workspace"
+AGENT_USERNAME = "bench-store-cost-agent"
 
 
 def _setup(conversations: int) -> tuple[Workspace, list[Conversation]]:
     Workspace.objects.filter(name=WORKSPACE_NAME).delete()
     workspace = Workspace.objects.create(name=WORKSPACE_NAME)
-    user, _ = get_user_model().objects.get_or_create(username="bench-store-cost-agent")
+    user, _ = get_user_model().objects.get_or_create(username=AGENT_USERNAME)
     agent, _ = AgentProfile.objects.update_or_create(
         user=user,
         defaults={"workspace": workspace, "presence": Presence.ONLINE},
@@ -129,7 +130,8 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     finally:
         close_old_connections()
-        workspace.delete()
+        workspace.delete()  # its agent, visitors, conversations and messages with it
+        get_user_model().objects.filter(username=AGENT_USERNAME).delete()
 
 
 if __name__ == "__main__":
